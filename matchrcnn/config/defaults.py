@@ -1,0 +1,145 @@
+"""Every config key of the project with its default, named as detectron2 names it where it can.
+
+Values follow torchvision's conventions where they differ from detectron2's: images are RGB in
+[0, 1], so MODEL.PIXEL_MEAN/STD are ImageNet's statistics on that scale. Keys of our own are
+MODEL.ROI_LANDMARK_HEAD.*, MODEL.MATCH_HEAD.* and DATALOADER.PAIR_SAMPLER.*.
+"""
+
+from __future__ import annotations
+
+from fvcore.common.config import CfgNode as CN
+
+_C = CN()
+
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "MatchRCNN"
+# "auto" picks CUDA when it is available, else CPU; any torch device string works too.
+_C.MODEL.DEVICE = "auto"
+# A checkpoint of the whole model to start from ("" for none).
+_C.MODEL.WEIGHTS = ""
+_C.MODEL.PIXEL_MEAN = (0.485, 0.456, 0.406)
+_C.MODEL.PIXEL_STD = (0.229, 0.224, 0.225)
+_C.MODEL.MASK_ON = True
+# The category-aware landmark head (294 DeepFashion2 slots).
+_C.MODEL.LANDMARK_ON = True
+# The match network: one embedding per item, trained on consumer x shop pairs.
+_C.MODEL.MATCH_ON = True
+
+_C.MODEL.BACKBONE = CN()
+# "imagenet": torchvision's ImageNet weights; a path: a torchvision ResNet state_dict; "": none.
+_C.MODEL.BACKBONE.PRETRAINED = ""
+# As in detectron2: 0 trains everything, 1 freezes the stem, k > 1 the stem and res2..res{k}.
+_C.MODEL.BACKBONE.FREEZE_AT = 2
+
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.DEPTH = 50
+# "FrozenBN" (for ImageNet-initialised backbones), "BN" or "GN" (32 groups; trains from scratch).
+_C.MODEL.RESNETS.NORM = "FrozenBN"
+
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.OUT_CHANNELS = 256
+
+_C.MODEL.ANCHOR_GENERATOR = CN()
+# One tuple of sizes per FPN level (P2..P6), detectron2's layout.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = ((32,), (64,), (128,), (256,), (512,))
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = ((0.5, 1.0, 2.0),)
+
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+_C.MODEL.RPN.IOU_THRESHOLDS = (0.3, 0.7)
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 13
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+# One threshold: proposals at or above it are foreground, below it background.
+_C.MODEL.ROI_HEADS.IOU_THRESHOLDS = (0.5,)
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
+# Width of the detection stream's two fully connected layers.
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+
+_C.MODEL.ROI_MASK_HEAD = CN()
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
+_C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+
+_C.MODEL.ROI_LANDMARK_HEAD = CN()
+_C.MODEL.ROI_LANDMARK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_LANDMARK_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.ROI_LANDMARK_HEAD.NUM_CONVS = 8
+_C.MODEL.ROI_LANDMARK_HEAD.CONV_DIM = 512
+_C.MODEL.ROI_LANDMARK_HEAD.LOSS_WEIGHT = 1.0
+# Compute heatmaps only for each RoI's own category slice (same values as the full 294-channel
+# output in that slice; far less time and memory). False computes all 294 and then slices.
+_C.MODEL.ROI_LANDMARK_HEAD.CATEGORY_SLICED = True
+
+_C.MODEL.MATCH_HEAD = CN()
+_C.MODEL.MATCH_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.MATCH_HEAD.POOLER_SAMPLING_RATIO = 2
+_C.MODEL.MATCH_HEAD.NUM_CONVS = 4
+_C.MODEL.MATCH_HEAD.CONV_DIM = 256
+_C.MODEL.MATCH_HEAD.EMBED_DIM = 256
+_C.MODEL.MATCH_HEAD.LOSS_WEIGHT = 1.0
+# Every positive pair is kept; the hardest negatives are kept up to this many per positive.
+# 0 keeps every negative pair.
+_C.MODEL.MATCH_HEAD.NEG_POS_RATIO = 3.0
+# Besides ground-truth boxes, embed up to this many foreground proposals per image (0: none).
+_C.MODEL.MATCH_HEAD.PROPOSALS_PER_IMAGE = 0
+
+_C.INPUT = CN()
+# The model resizes its inputs (torchvision's convention); one of these shorter sides per image.
+_C.INPUT.MIN_SIZE_TRAIN = (800,)
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ("deepfashion2_train",)
+_C.DATASETS.TEST = ("deepfashion2_validation",)
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4
+_C.DATALOADER.PAIR_SAMPLER = CN()
+# Share of each training batch drawn from images unrelated to the batch's pairs (extra negatives).
+_C.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION = 0.25
+
+_C.SOLVER = CN()
+_C.SOLVER.IMS_PER_BATCH = 16
+_C.SOLVER.BASE_LR = 0.02
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.STEPS = (60000, 80000)
+_C.SOLVER.MAX_ITER = 90000
+_C.SOLVER.WARMUP_FACTOR = 0.001
+_C.SOLVER.WARMUP_ITERS = 1000
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+# "value" or "norm", as in detectron2.
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+
+_C.TEST = CN()
+# Evaluate every this many iterations (0: only at the end).
+_C.TEST.EVAL_PERIOD = 0
+_C.TEST.DETECTIONS_PER_IMAGE = 100
+
+_C.OUTPUT_DIR = "./output"
+_C.SEED = 0

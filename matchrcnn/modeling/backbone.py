@@ -1,0 +1,114 @@
+"""The feature network: a torchvision ResNet (18/34/50/101) with an FPN on res2..res5, plus P6.
+
+ImageNet initialisation goes through torchvision's weights; machines without internet access
+point MODEL.BACKBONE.PRETRAINED at a local copy of the same state_dict instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+from torchvision.models import get_model_weights, resnet
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.ops import FrozenBatchNorm2d
+
+from matchrcnn.config import ConfigError
+from matchrcnn.modeling.weights import WeightsError, mismatch, read_state_dict
+
+RESNET_DEPTHS = (18, 34, 50, 101)
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "FrozenBN": FrozenBatchNorm2d,
+    "BN": nn.BatchNorm2d,
+    "GN": partial(nn.GroupNorm, 32),
+}
+_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+_BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
+PRETRAINED_KEY = "MODEL.BACKBONE.PRETRAINED"
+
+
+def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
+    """The backbone the config asks for (MODEL.RESNETS.*, MODEL.FPN.*, MODEL.BACKBONE.*)."""
+    return build_resnet_fpn_backbone(
+        depth=cfg.MODEL.RESNETS.DEPTH,
+        norm=cfg.MODEL.RESNETS.NORM,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
+        pretrained=cfg.MODEL.BACKBONE.PRETRAINED,
+    )
+
+
+def build_resnet_fpn_backbone(
+    depth: int, norm: str, out_channels: int, freeze_at: int, pretrained: str = ""
+) -> BackboneWithFPN:
+    """ResNet-FPN whose outputs "0".."3" are P2..P5 and "pool" is P6, all ``out_channels`` wide."""
+    if depth not in RESNET_DEPTHS:
+        raise ConfigError(f"MODEL.RESNETS.DEPTH must be one of {RESNET_DEPTHS}, got {depth}")
+    if norm not in NORMS:
+        raise ConfigError(f"MODEL.RESNETS.NORM must be one of {sorted(NORMS)}, got {norm!r}")
+    if not 0 <= freeze_at <= len(_STAGES):
+        raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5, got {freeze_at}")
+    body = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=NORMS[norm])
+    if pretrained:
+        load_resnet_weights(body, pretrained, depth)
+    _freeze(body, freeze_at)
+    stage2_channels = body.inplanes // 8
+    return BackboneWithFPN(
+        body,
+        return_layers={f"layer{k}": str(k - 1) for k in range(1, 5)},
+        in_channels_list=[stage2_channels * 2 ** (k - 1) for k in range(1, 5)],
+        out_channels=out_channels,
+    )
+
+
+def load_resnet_weights(body: resnet.ResNet, source: str, depth: int) -> None:
+    """Load "imagenet" (torchvision's weights) or a local torchvision ResNet state_dict file.
+
+    The classifier ("fc.*") and batch-norm statistics the chosen norm has no use for are ignored;
+    any other missing, unexpected or mis-shaped tensor is an error that names the file, so a
+    ResNet-50 file cannot silently half-load into a ResNet-18.
+    """
+    if source == "imagenet":
+        state_dict, origin = _imagenet_state_dict(depth), f"torchvision's resnet{depth} weights"
+    else:
+        state_dict, origin = read_state_dict(source, PRETRAINED_KEY), source
+    expected = {k: v for k, v in body.state_dict().items() if not k.startswith("fc.")}
+    state_dict = {
+        k: v
+        for k, v in state_dict.items()
+        if not k.startswith("fc.") and (k in expected or k.rsplit(".", 1)[-1] not in _BN_STATISTICS)
+    }
+    problems = mismatch(state_dict, expected)
+    if problems:
+        raise WeightsError(
+            f"{origin} ({PRETRAINED_KEY}) does not fit a resnet{depth} backbone "
+            f"(MODEL.RESNETS.DEPTH={depth}): {problems}"
+        )
+    body.load_state_dict(state_dict, strict=False)
+
+
+def _imagenet_state_dict(depth: int) -> Mapping[str, torch.Tensor]:
+    weights = get_model_weights(f"resnet{depth}").IMAGENET1K_V1
+    try:
+        return weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError) as error:
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        raise WeightsError(
+            f"cannot fetch ImageNet weights for resnet{depth} from {weights.url}: {error}\n"
+            f"Download that file on a machine with internet access and either set "
+            f"{PRETRAINED_KEY} to its local path (for example "
+            f"{PRETRAINED_KEY} /path/to/{weights.url.rsplit('/', 1)[-1]}) or put it "
+            f"in {cache}; or set {PRETRAINED_KEY} \"\" to train from scratch."
+        ) from error
+
+
+def _freeze(body: resnet.ResNet, freeze_at: int) -> None:
+    frozen = _STAGES[:freeze_at]
+    for name, parameter in body.named_parameters():
+        stage = "conv1" if name.startswith("bn1.") else name.split(".", 1)[0]
+        if stage in frozen:
+            parameter.requires_grad_(False)

@@ -1,0 +1,295 @@
+"""Match R-CNN assembled from torchvision's detection stack and our landmark and match streams.
+
+Inputs follow torchvision's convention: a list of CHW float RGB images in [0, 1] of any size (the
+model resizes them by INPUT.*), and in training one target dict per image:
+    "boxes" (N, 4) float XYXY, "labels" (N,) int64 in 1..13,
+    "masks" (N, H, W) uint8 (MODEL.MASK_ON), "keypoints" (N, 294, 3) float x, y, v (LANDMARK_ON),
+    "pair_ids" (N,) int64, "styles" (N,) int64, "is_shop" bool scalar (MATCH_ON).
+Training returns a dict of scalar losses (sum them all); the match accuracies of the step are in
+``model.last_metrics``. Eval returns per image: "boxes" (N, 4) XYXY, "labels" (N,), "scores" (N,),
+"masks" (N, 1, H, W) float probabilities at input size, "landmarks" (N, 294, 3) with (x, y, score)
+in the predicted category's slice and zeros elsewhere, "embeddings" (N, EMBED_DIM).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import Tensor
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.transform import (
+    GeneralizedRCNNTransform,
+    resize_boxes,
+    resize_keypoints,
+)
+from torchvision.ops import MultiScaleRoIAlign
+
+from matchrcnn.config import ConfigError
+from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
+from matchrcnn.modeling.backbone import build_backbone
+from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
+from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
+from matchrcnn.modeling.roi_heads import LandmarkBranch, MatchBranch, MatchRoIHeads
+
+FEATURE_MAPS = ["0", "1", "2", "3"]
+"""The FPN levels (P2..P5) that RoIAlign reads."""
+
+
+class MatchRCNNTransform(GeneralizedRCNNTransform):
+    """torchvision's normalise/resize/batch step, with separate train and test sizes.
+
+    It also maps predicted "landmarks" back to input image coordinates, as torchvision does for
+    its own "keypoints".
+    """
+
+    def __init__(
+        self,
+        train_sizes: tuple[Sequence[int], int],
+        test_sizes: tuple[int, int],
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+    ) -> None:
+        super().__init__(tuple(train_sizes[0]), train_sizes[1], list(image_mean), list(image_std))
+        self.train_sizes = (tuple(train_sizes[0]), train_sizes[1])
+        self.test_sizes = ((test_sizes[0],), test_sizes[1])
+
+    def train(self, mode: bool = True) -> MatchRCNNTransform:
+        self.min_size, self.max_size = self.train_sizes if mode else self.test_sizes
+        return super().train(mode)
+
+    def postprocess(
+        self,
+        result: list[dict[str, Tensor]],
+        image_shapes: list[tuple[int, int]],
+        original_image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        result = super().postprocess(result, image_shapes, original_image_sizes)
+        if not self.training:
+            for r, size, original in zip(result, image_shapes, original_image_sizes, strict=True):
+                if "landmarks" in r:
+                    r["landmarks"] = resize_keypoints(r["landmarks"], size, original)
+        return result
+
+
+class MatchRCNN(GeneralizedRCNN):
+    """Match R-CNN: ResNet-FPN, RPN, and box, mask, landmark and match streams."""
+
+    def forward(
+        self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
+        if self.training:
+            check_targets(
+                images,
+                targets,
+                masks=self.roi_heads.has_mask(),
+                landmarks=self.roi_heads.landmark_branch is not None,
+                match=self.roi_heads.match_branch is not None,
+                num_classes=self.roi_heads.box_predictor.cls_score.out_features - 1,
+            )
+        return super().forward(images, targets)
+
+    @torch.no_grad()
+    def embed_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
+        """Match embeddings of given boxes (XYXY, input-image pixels), e.g. ground-truth items.
+
+        The images are resized as at inference; one (len(boxes[i]), EMBED_DIM) tensor per image.
+        """
+        branch = self.roi_heads.match_branch
+        if branch is None:
+            raise ConfigError("embed_boxes needs the match network (MODEL.MATCH_ON True)")
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        batch, _ = self.transform(images)
+        scaled = [
+            resize_boxes(b, original, size)
+            for b, original, size in zip(boxes, original_sizes, batch.image_sizes, strict=True)
+        ]
+        features = self.backbone(batch.tensors)
+        embeddings = branch.head(branch.roi_pool(features, scaled, batch.image_sizes))
+        return list(embeddings.split([len(b) for b in boxes]))
+
+    @property
+    def last_metrics(self) -> dict[str, float]:
+        """Match accuracies (positive and negative pairs) and pair counts of the last step."""
+        return self.roi_heads.last_metrics
+
+
+def check_targets(
+    images: Sequence[Tensor],
+    targets: Sequence[dict[str, Tensor]] | None,
+    *,
+    masks: bool,
+    landmarks: bool,
+    match: bool,
+    num_classes: int = NUM_CATEGORIES,
+) -> None:
+    """Raise ValueError naming the image and the key when a training target is malformed."""
+    if targets is None or len(targets) != len(images):
+        count = "none" if targets is None else len(targets)
+        raise ValueError(f"training needs one target per image: {len(images)} images, {count}")
+    for index, (image, target) in enumerate(zip(images, targets, strict=True)):
+        where = f"target {index}"
+        spec: dict[str, tuple[tuple[int, ...], torch.dtype | None]] = {
+            "boxes": ((4,), None),
+            "labels": ((), torch.int64),
+        }
+        if masks:
+            spec["masks"] = (tuple(image.shape[-2:]), None)
+        if landmarks:
+            spec["keypoints"] = ((NUM_LANDMARKS, 3), torch.float32)
+        if match:
+            spec.update(pair_ids=((), torch.int64), styles=((), torch.int64))
+        missing = [key for key in (*spec, *(["is_shop"] if match else [])) if key not in target]
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        count = len(target["boxes"])
+        for key, (trailing, dtype) in spec.items():
+            shape = tuple(target[key].shape)
+            if shape != (count, *trailing):
+                raise ValueError(
+                    f"{where}: {key!r} must have shape {('N', *trailing)} with N = {count} "
+                    f"boxes, got {shape}"
+                )
+            if dtype is not None and target[key].dtype != dtype:
+                raise ValueError(f"{where}: {key!r} must be {dtype}, got {target[key].dtype}")
+        labels = target["labels"]
+        if not bool(((labels >= 1) & (labels <= num_classes)).all()):
+            raise ValueError(f"{where}: 'labels' must be in 1..{num_classes}: {labels.tolist()}")
+        if match and target["is_shop"].numel() != 1:
+            raise ValueError(f"{where}: 'is_shop' must be one bool per image")
+
+
+def build_model(cfg: CfgNode) -> MatchRCNN:
+    """The model the config describes, on CPU, in training mode."""
+    model_cfg = cfg.MODEL
+    if model_cfg.META_ARCHITECTURE != "MatchRCNN":
+        raise ConfigError(
+            f"MODEL.META_ARCHITECTURE {model_cfg.META_ARCHITECTURE!r} is not built by the "
+            "torchvision engine, which builds 'MatchRCNN'"
+        )
+    num_classes = model_cfg.ROI_HEADS.NUM_CLASSES
+    if model_cfg.LANDMARK_ON and num_classes != NUM_CATEGORIES:
+        raise ConfigError(
+            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, but the landmark head lays out "
+            f"landmarks by DeepFashion2's {NUM_CATEGORIES} categories; set it to "
+            f"{NUM_CATEGORIES} or MODEL.LANDMARK_ON False"
+        )
+    backbone = build_backbone(cfg)
+    channels = backbone.out_channels
+    roi_cfg = model_cfg.ROI_HEADS
+    box_cfg = model_cfg.ROI_BOX_HEAD
+    box_pool = _pooler(box_cfg)
+    fg_iou, bg_iou = _roi_iou_thresholds(roi_cfg.IOU_THRESHOLDS)
+    roi_heads = MatchRoIHeads(
+        box_pool,
+        TwoMLPHead(channels * box_pool.output_size[0] * box_pool.output_size[1], box_cfg.FC_DIM),
+        FastRCNNPredictor(box_cfg.FC_DIM, num_classes + 1),
+        fg_iou_thresh=fg_iou,
+        bg_iou_thresh=bg_iou,
+        batch_size_per_image=roi_cfg.BATCH_SIZE_PER_IMAGE,
+        positive_fraction=roi_cfg.POSITIVE_FRACTION,
+        bbox_reg_weights=tuple(box_cfg.BBOX_REG_WEIGHTS),
+        score_thresh=roi_cfg.SCORE_THRESH_TEST,
+        nms_thresh=roi_cfg.NMS_THRESH_TEST,
+        detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
+        landmark_branch=_landmark_branch(model_cfg, channels) if model_cfg.LANDMARK_ON else None,
+        match_branch=_match_branch(model_cfg, channels) if model_cfg.MATCH_ON else None,
+    )
+    if model_cfg.MASK_ON:
+        mask_cfg = model_cfg.ROI_MASK_HEAD
+        roi_heads.mask_roi_pool = _pooler(mask_cfg)
+        roi_heads.mask_head = MaskRCNNHeads(channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1)
+        roi_heads.mask_predictor = MaskRCNNPredictor(
+            mask_cfg.CONV_DIM if mask_cfg.NUM_CONV else channels, mask_cfg.CONV_DIM, num_classes + 1
+        )
+    transform = MatchRCNNTransform(
+        train_sizes=(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN),
+        test_sizes=(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST),
+        image_mean=model_cfg.PIXEL_MEAN,
+        image_std=model_cfg.PIXEL_STD,
+    )
+    return MatchRCNN(backbone, _rpn(model_cfg, channels), roi_heads, transform)
+
+
+def _rpn(model_cfg: CfgNode, channels: int) -> RegionProposalNetwork:
+    sizes = tuple(tuple(level) for level in model_cfg.ANCHOR_GENERATOR.SIZES)
+    ratios = tuple(tuple(level) for level in model_cfg.ANCHOR_GENERATOR.ASPECT_RATIOS)
+    levels = len(FEATURE_MAPS) + 1
+    if len(sizes) != levels:
+        raise ConfigError(
+            f"MODEL.ANCHOR_GENERATOR.SIZES needs one tuple per FPN level ({levels}: P2..P6), "
+            f"got {len(sizes)}"
+        )
+    if len(ratios) == 1:
+        ratios = ratios * levels
+    anchors = AnchorGenerator(sizes, ratios)
+    per_location = set(anchors.num_anchors_per_location())
+    if len(ratios) != levels or len(per_location) != 1:
+        raise ConfigError(
+            "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS must be one tuple, or one per FPN level, giving "
+            "the same number of anchors at every level"
+        )
+    rpn_cfg = model_cfg.RPN
+    bg_iou, fg_iou = rpn_cfg.IOU_THRESHOLDS
+    return RegionProposalNetwork(
+        anchors,
+        RPNHead(channels, per_location.pop()),
+        fg_iou_thresh=fg_iou,
+        bg_iou_thresh=bg_iou,
+        batch_size_per_image=rpn_cfg.BATCH_SIZE_PER_IMAGE,
+        positive_fraction=rpn_cfg.POSITIVE_FRACTION,
+        pre_nms_top_n={
+            "training": rpn_cfg.PRE_NMS_TOPK_TRAIN,
+            "testing": rpn_cfg.PRE_NMS_TOPK_TEST,
+        },
+        post_nms_top_n={
+            "training": rpn_cfg.POST_NMS_TOPK_TRAIN,
+            "testing": rpn_cfg.POST_NMS_TOPK_TEST,
+        },
+        nms_thresh=rpn_cfg.NMS_THRESH,
+    )
+
+
+def _roi_iou_thresholds(thresholds: Sequence[float]) -> tuple[float, float]:
+    """(foreground, background) IoU from detectron2's list: [t] or [background, foreground]."""
+    if len(thresholds) == 1:
+        return thresholds[0], thresholds[0]
+    if len(thresholds) == 2:
+        return thresholds[1], thresholds[0]
+    raise ConfigError(f"MODEL.ROI_HEADS.IOU_THRESHOLDS takes 1 or 2 values, got {thresholds}")
+
+
+def _pooler(head_cfg: CfgNode) -> MultiScaleRoIAlign:
+    return MultiScaleRoIAlign(
+        FEATURE_MAPS, head_cfg.POOLER_RESOLUTION, head_cfg.POOLER_SAMPLING_RATIO
+    )
+
+
+def _landmark_branch(model_cfg: CfgNode, channels: int) -> LandmarkBranch:
+    head_cfg = model_cfg.ROI_LANDMARK_HEAD
+    head = LandmarkHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM)
+    return LandmarkBranch(
+        _pooler(head_cfg),
+        head,
+        LandmarkPredictor(head_cfg.CONV_DIM),
+        loss_weight=head_cfg.LOSS_WEIGHT,
+        category_sliced=head_cfg.CATEGORY_SLICED,
+    )
+
+
+def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
+    head_cfg = model_cfg.MATCH_HEAD
+    head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
+    return MatchBranch(
+        _pooler(head_cfg),
+        head,
+        SimilarityHead(head_cfg.EMBED_DIM),
+        loss_weight=head_cfg.LOSS_WEIGHT,
+        neg_pos_ratio=head_cfg.NEG_POS_RATIO,
+        proposals_per_image=head_cfg.PROPOSALS_PER_IMAGE,
+    )

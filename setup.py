@@ -1,0 +1,37 @@
+"""matchrcnn: Match R-CNN for DeepFashion2-style clothing detection, landmarks and retrieval."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="matchrcnn",
+    version="0.1.0",
+    description=(
+        "Match R-CNN: clothing detection, segmentation, 294 landmarks and consumer-to-shop "
+        "retrieval, trained end to end, evaluated by the DeepFashion2 protocol"
+    ),
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["matchrcnn", "matchrcnn.*"]),
+    package_data={"matchrcnn.data": ["*.json"]},
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "numpy>=1.24",
+        "pillow>=9.0",
+        "opencv-python-headless>=4.8",
+        "pycocotools>=2.0.7",
+        "faster-coco-eval>=1.6",
+        "faiss-cpu>=1.8",
+        "pyyaml>=6.0",
+        "fvcore>=0.1.5",
+        "tqdm>=4.66",
+        "tensorboard>=2.14",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "ruff>=0.6"],
+    },
+)

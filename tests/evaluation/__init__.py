@@ -1,0 +1,1 @@
+"""Tests of the DeepFashion2 evaluation suite."""
