@@ -86,9 +86,6 @@ class _Catalog:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def remove(self, name: str) -> None:
-        self._entries.pop(name, None)
-
     def _lookup(self, name: str) -> Any:
         if name not in self._entries:
             raise KeyError(

@@ -63,7 +63,10 @@ class Problem:
 
 @dataclass
 class FileResult:
-    """What one annotation file yields: its COCO image, its valid items, and its problems."""
+    """What one annotation file yields: its COCO image, its valid items, and its problems.
+
+    ``image`` is None when the whole file is skipped (unreadable, or no valid item).
+    """
 
     image_id: int | None
     image: dict | None = None
@@ -71,10 +74,6 @@ class FileResult:
     problems: list[Problem] = field(default_factory=list)
     items_in: int = 0
     items_skipped: int = 0
-
-    @property
-    def file_skipped(self) -> bool:
-        return self.image is None
 
 
 class ItemError(ValueError):

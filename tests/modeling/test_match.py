@@ -85,3 +85,22 @@ def test_similarity_pairwise_equals_aligned_pairs() -> None:
 def test_match_head_embeds_each_roi() -> None:
     embeddings = MatchHead(8, num_convs=4, conv_dim=6, embed_dim=10)(torch.randn(5, 8, 14, 14))
     assert embeddings.shape == (5, 10)
+
+
+def test_embeddings_of_items_sharing_a_common_feature_do_not_collapse() -> None:
+    """Pooled features from scratch share a large common part; embeddings must still spread."""
+    torch.manual_seed(0)
+    head = MatchHead(8, num_convs=2, conv_dim=16, embed_dim=32).train()
+    common = torch.randn(1, 8, 14, 14) * 10
+    embeddings = head(common + 0.1 * torch.randn(12, 8, 14, 14))
+    norm = embeddings.norm(dim=1).mean()
+    assert torch.allclose(norm, torch.tensor(32**0.25))
+    assert embeddings.mean(0).norm() < 0.5 * norm
+    squared = torch.cdist(embeddings, embeddings).square()
+    assert squared[~torch.eye(12, dtype=torch.bool)].mean() > 0.5 * norm**2
+
+
+def test_a_single_item_in_training_uses_the_running_statistics() -> None:
+    head = MatchHead(8, num_convs=1, conv_dim=6, embed_dim=10).train()
+    one = head(torch.randn(1, 8, 14, 14))
+    assert one.shape == (1, 10) and torch.isfinite(one).all()
