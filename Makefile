@@ -25,6 +25,8 @@ demo: $(STAMP)
 		--out $(SYNTH)/annotations/train.json --retrieval-gt $(SYNTH)/retrieval/train
 	$(PY) tools/convert_deepfashion2.py --root $(SYNTH) --split validation \
 		--out $(SYNTH)/annotations/validation.json --retrieval-gt $(SYNTH)/retrieval/validation
+	MATCHRCNN_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
+		--config-file configs/synthetic/quickstart.yaml OUTPUT_DIR output/quickstart
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

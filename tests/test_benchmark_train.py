@@ -34,10 +34,11 @@ def test_benchmark_measures_both_models(tmp_path, capsys):
     for name in train_benchmark.MODELS.values():
         row = next(line for line in printed.splitlines() if line.startswith(name))
         images_per_second, _, peak_mib = _figures(row, name)
-        assert images_per_second > 0 and peak_mib > 0
+        # On CPU the figure is peak RSS growth past the imports: at 96 px it can round to 0 MiB.
+        assert images_per_second > 0 and peak_mib >= 0
     results = json.loads(out.read_text())["results"]
     assert {(r["model"], r["batch"]) for r in results} == {("matchrcnn", 2), ("torchvision", 2)}
-    assert all(r["images_per_second"] > 0 and r["peak_mib"] > 0 for r in results)
+    assert all(r["images_per_second"] > 0 and r["peak_mib"] >= 0 for r in results)
 
 
 def _figures(row: str, name: str) -> tuple[float, float, float]:
