@@ -93,8 +93,10 @@ _C.MODEL.MATCH_HEAD.NUM_CONVS = 4
 _C.MODEL.MATCH_HEAD.CONV_DIM = 256
 _C.MODEL.MATCH_HEAD.EMBED_DIM = 256
 _C.MODEL.MATCH_HEAD.LOSS_WEIGHT = 1.0
-# Every positive pair is kept; the hardest negatives are kept up to this many per positive.
-# 0 keeps every negative pair.
+# How the pair loss offsets the many negatives: "class_weights" (every pair; positives and
+# negatives weigh equally in total) or "hard_negatives" (every positive, and the hardest negatives,
+# NEG_POS_RATIO per positive; 0 keeps every negative).
+_C.MODEL.MATCH_HEAD.BALANCE = "class_weights"
 _C.MODEL.MATCH_HEAD.NEG_POS_RATIO = 3.0
 # Besides ground-truth boxes, embed up to this many foreground proposals per image (0: none).
 _C.MODEL.MATCH_HEAD.PROPOSALS_PER_IMAGE = 0

@@ -57,13 +57,28 @@ class MatchLossOutput(NamedTuple):
     num_neg: int
 
 
-def match_loss(pair_logits: Tensor, labels: Tensor, neg_pos_ratio: float = 3.0) -> MatchLossOutput:
-    """Cross-entropy over consumer x shop pairs, balanced by hard-negative mining.
+MATCH_BALANCES = ("class_weights", "hard_negatives")
 
-    A batch holds a few positive pairs among many negatives. Every positive pair is kept, and of
-    the negatives only the ``neg_pos_ratio`` x (positives, at least 1) that the network finds most
-    alike; ``neg_pos_ratio <= 0`` keeps every negative. pair_logits (U, S, 2), labels (U, S) bool.
+
+def match_loss(
+    pair_logits: Tensor,
+    labels: Tensor,
+    neg_pos_ratio: float = 3.0,
+    balance: str = "class_weights",
+) -> MatchLossOutput:
+    """Cross-entropy over consumer x shop pairs, with the rare positives balanced against negatives.
+
+    A batch holds a few positive pairs among many negatives. ``balance``:
+    - "class_weights": every pair counts; positives and negatives weigh equally in total (each
+      positive pair weighs negatives / positives). From scratch this is what learns.
+    - "hard_negatives": every positive pair, and of the negatives only the ``neg_pos_ratio`` x
+      (positives, at least 1) that the network finds most alike; ``neg_pos_ratio <= 0`` keeps every
+      negative, unweighted. With a handful of positives per batch this stayed at chance in our CPU
+      runs; it suits fine-tuning embeddings that already separate.
+    pair_logits (U, S, 2), labels (U, S) bool.
     """
+    if balance not in MATCH_BALANCES:
+        raise ValueError(f"match loss balance must be one of {MATCH_BALANCES}, got {balance!r}")
     logits = pair_logits.reshape(-1, 2)
     flat_labels = labels.reshape(-1)
     positives = torch.nonzero(flat_labels).squeeze(1)
@@ -73,6 +88,13 @@ def match_loss(pair_logits: Tensor, labels: Tensor, neg_pos_ratio: float = 3.0) 
         predicted_same = logits.argmax(1) == 1
         pos_accuracy = predicted_same[positives].float().mean()
         neg_accuracy = (~predicted_same[negatives]).float().mean()
+    if balance == "class_weights":
+        weights = torch.ones(2, dtype=logits.dtype, device=logits.device)
+        if num_pos and num_neg:
+            weights[1] = num_neg / num_pos
+        loss = F.cross_entropy(logits, flat_labels.long(), weight=weights) if logits.numel() \
+            else pair_logits.sum() * 0
+        return MatchLossOutput(loss, pos_accuracy, neg_accuracy, num_pos, num_neg)
     if neg_pos_ratio > 0 and num_neg:
         keep = min(num_neg, math.ceil(neg_pos_ratio * max(num_pos, 1)))
         with torch.no_grad():

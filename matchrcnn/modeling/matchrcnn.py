@@ -35,6 +35,7 @@ from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
 from matchrcnn.modeling.backbone import build_backbone
 from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
 from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
+from matchrcnn.modeling.losses import MATCH_BALANCES
 from matchrcnn.modeling.roi_heads import LandmarkBranch, MatchBranch, MatchRoIHeads
 
 FEATURE_MAPS = ["0", "1", "2", "3"]
@@ -284,6 +285,10 @@ def _landmark_branch(model_cfg: CfgNode, channels: int) -> LandmarkBranch:
 
 def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
     head_cfg = model_cfg.MATCH_HEAD
+    if head_cfg.BALANCE not in MATCH_BALANCES:
+        raise ConfigError(
+            f"MODEL.MATCH_HEAD.BALANCE must be one of {MATCH_BALANCES}, got {head_cfg.BALANCE!r}"
+        )
     head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
     return MatchBranch(
         _pooler(head_cfg),
@@ -291,5 +296,6 @@ def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
         SimilarityHead(head_cfg.EMBED_DIM),
         loss_weight=head_cfg.LOSS_WEIGHT,
         neg_pos_ratio=head_cfg.NEG_POS_RATIO,
+        balance=head_cfg.BALANCE,
         proposals_per_image=head_cfg.PROPOSALS_PER_IMAGE,
     )

@@ -78,6 +78,7 @@ class MatchBranch(nn.Module):
         similarity: SimilarityHead,
         loss_weight: float = 1.0,
         neg_pos_ratio: float = 3.0,
+        balance: str = "class_weights",
         proposals_per_image: int = 0,
     ) -> None:
         super().__init__()
@@ -86,6 +87,7 @@ class MatchBranch(nn.Module):
         self.similarity = similarity
         self.loss_weight = loss_weight
         self.neg_pos_ratio = neg_pos_ratio
+        self.balance = balance
         self.proposals_per_image = proposals_per_image
 
     def loss(
@@ -93,7 +95,7 @@ class MatchBranch(nn.Module):
     ) -> MatchLossOutput:
         user, shop, labels = match_pair_labels(is_shop, pair_ids, styles)
         logits = self.similarity.pairwise(embeddings[user], embeddings[shop])
-        output = match_loss(logits, labels, self.neg_pos_ratio)
+        output = match_loss(logits, labels, self.neg_pos_ratio, self.balance)
         return output._replace(loss=self.loss_weight * output.loss)
 
 

@@ -18,7 +18,8 @@ import torch
 _NOT_INFERENCE = {"MODEL.DEVICE", "MODEL.WEIGHTS", "MODEL.BACKBONE.PRETRAINED",
                   "MODEL.BACKBONE.FREEZE_AT"}
 _TRAINING_WORDS = ("TRAIN", "BATCH_SIZE_PER_IMAGE", "POSITIVE_FRACTION", "IOU_THRESHOLDS",
-                   "LOSS_WEIGHT", "NEG_POS_RATIO", "PROPOSALS_PER_IMAGE")
+                   "LOSS_WEIGHT", "NEG_POS_RATIO", "BALANCE",
+                   "PROPOSALS_PER_IMAGE")
 
 
 def _flatten(node: Mapping, prefix: str) -> dict[str, Any]:

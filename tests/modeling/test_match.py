@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -43,7 +44,7 @@ def test_loss_keeps_positives_and_hardest_negatives() -> None:
         ],
         requires_grad=True,
     )
-    output = match_loss(logits, labels, neg_pos_ratio=2.0)
+    output = match_loss(logits, labels, neg_pos_ratio=2.0, balance="hard_negatives")
     chosen = torch.stack([logits[0, 0], logits[0, 1], logits[1, 1]])
     expected = F.cross_entropy(chosen, torch.tensor([1, 0, 0]))
     assert math.isclose(output.loss.item(), expected.item(), rel_tol=1e-6)
@@ -57,14 +58,29 @@ def test_loss_keeps_positives_and_hardest_negatives() -> None:
 def test_ratio_zero_uses_every_pair() -> None:
     labels = torch.tensor([[True, False], [False, False]])
     logits = torch.randn(2, 2, 2)
-    output = match_loss(logits, labels, neg_pos_ratio=0)
+    output = match_loss(logits, labels, neg_pos_ratio=0, balance="hard_negatives")
     expected = F.cross_entropy(logits.reshape(-1, 2), labels.reshape(-1).long())
     assert math.isclose(output.loss.item(), expected.item(), rel_tol=1e-6)
 
 
+def test_class_weights_make_positives_weigh_as_much_as_negatives() -> None:
+    labels = torch.tensor([[True, False, False], [False, False, False]])
+    logits = torch.randn(2, 3, 2)
+    output = match_loss(logits, labels)
+    flat, targets = logits.reshape(-1, 2), labels.reshape(-1).long()
+    per_pair = F.cross_entropy(flat, targets, reduction="none")
+    expected = (5 * per_pair[0] + per_pair[1:].sum()) / (5 + 5)
+    assert math.isclose(output.loss.item(), expected.item(), rel_tol=1e-6)
+    prior = match_loss(torch.zeros(2, 3, 2), labels)
+    assert math.isclose(prior.loss.item(), math.log(2), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="balance must be one of"):
+        match_loss(logits, labels, balance="focal")
+
+
 def test_batch_without_positives_still_trains_negatives() -> None:
     logits = torch.randn(2, 3, 2, requires_grad=True)
-    output = match_loss(logits, torch.zeros(2, 3, dtype=torch.bool), neg_pos_ratio=3.0)
+    output = match_loss(logits, torch.zeros(2, 3, dtype=torch.bool), neg_pos_ratio=3.0,
+                        balance="hard_negatives")
     assert math.isnan(output.pos_accuracy.item())
     assert output.num_pos == 0
     output.loss.backward()
