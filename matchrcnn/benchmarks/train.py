@@ -42,7 +42,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from matchrcnn.config import ConfigError, get_cfg, merge_file, merge_overrides
 from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS, landmark_count, landmark_slice
-from matchrcnn.engine.trainer import build_optimizer, clip_gradients
+from matchrcnn.engine.trainer import build_optimizer, optimizer_step
 from matchrcnn.modeling import build_backbone, build_model
 from matchrcnn.modeling.matchrcnn import FEATURE_MAPS
 
@@ -311,13 +311,7 @@ def training_step(model: nn.Module, cfg: CfgNode, batch: tuple[list[Tensor], lis
         with torch.autocast(device_type=device.type, enabled=amp):
             outputs = model(*batch)
         total = sum(value for name, value in outputs.items() if name.startswith("loss_"))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(total).backward()
-        if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
-            scaler.unscale_(optimizer)
-            clip_gradients(cfg, model)
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(cfg, model, optimizer, scaler, total)
 
     return step
 

@@ -137,6 +137,18 @@ def clip_gradients(cfg: CfgNode, model: torch.nn.Module) -> None:
                          f"got {clip.CLIP_TYPE!r}")
 
 
+def optimizer_step(cfg: CfgNode, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, total: torch.Tensor) -> None:
+    """Backward of ``total`` and one optimizer step, through the AMP scaler and any clipping."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    if cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
+        scaler.unscale_(optimizer)
+        clip_gradients(cfg, model)
+    scaler.step(optimizer)
+    scaler.update()
+
+
 class Trainer:
     """Trains ``model`` by ``cfg``; ``train()`` runs from the resumed iteration to MAX_ITER."""
 
@@ -225,14 +237,7 @@ class Trainer:
             outputs = self.model(images, targets)
         losses = {name: value for name, value in outputs.items() if name.startswith("loss_")}
         check_finite(losses, iteration, self.checkpointer.last_checkpoint())
-        total = sum(losses.values())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        if self.cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
-            self.scaler.unscale_(self.optimizer)
-            clip_gradients(self.cfg, self.model)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        optimizer_step(self.cfg, self.model, self.optimizer, self.scaler, sum(losses.values()))
         self.scheduler.step()
         values = {name: _reduce_mean(value.detach()) for name, value in losses.items()}
         values["total_loss"] = sum(values.values())

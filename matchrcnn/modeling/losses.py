@@ -88,14 +88,12 @@ def match_loss(
         predicted_same = logits.argmax(1) == 1
         pos_accuracy = predicted_same[positives].float().mean()
         neg_accuracy = (~predicted_same[negatives]).float().mean()
+    weights = None
     if balance == "class_weights":
-        weights = torch.ones(2, dtype=logits.dtype, device=logits.device)
         if num_pos and num_neg:
-            weights[1] = num_neg / num_pos
-        loss = F.cross_entropy(logits, flat_labels.long(), weight=weights) if logits.numel() \
-            else pair_logits.sum() * 0
-        return MatchLossOutput(loss, pos_accuracy, neg_accuracy, num_pos, num_neg)
-    if neg_pos_ratio > 0 and num_neg:
+            weights = torch.tensor([1.0, num_neg / num_pos], dtype=logits.dtype,
+                                   device=logits.device)
+    elif neg_pos_ratio > 0 and num_neg:
         keep = min(num_neg, math.ceil(neg_pos_ratio * max(num_pos, 1)))
         with torch.no_grad():
             margin = logits[negatives, 1] - logits[negatives, 0]
@@ -104,5 +102,5 @@ def match_loss(
     if chosen.numel() == 0:
         loss = pair_logits.sum() * 0
     else:
-        loss = F.cross_entropy(logits[chosen], flat_labels[chosen].long())
+        loss = F.cross_entropy(logits[chosen], flat_labels[chosen].long(), weight=weights)
     return MatchLossOutput(loss, pos_accuracy, neg_accuracy, num_pos, num_neg)
