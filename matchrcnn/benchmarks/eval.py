@@ -4,7 +4,8 @@ Retrieval: a seeded random submission (about 20,000 detections of 20 retrieved e
 real DeepFashion2 validation retrieval ground truth (tests/evaluation/data, or --query-gt and
 --gallery-gt) is written to a temporary directory and scored from the files by the plain loop of
 tests/evaluation/reference_retrieval.py (found when run from the repository) and by
-evaluate_retrieval, best of --repeat runs each; then both again from memory, without the files.
+evaluate_retrieval, best of --repeat runs each; the project's readers alone are timed too (files
+to checked arrays); then both again from memory, without the files.
 AP: seeded synthetic ground truth in DeepFashion2's COCO form (--images images, 1.72 items each,
 polygons, 294 landmarks) and official-format results perturbed from it; every task is timed with
 each backend (validation of the results included) and the numbers are compared.
@@ -78,6 +79,9 @@ def _retrieval(args: argparse.Namespace) -> bool:
             path.write_text(json.dumps(data), encoding="utf-8")
         size_mb = paths[0].stat().st_size / 2**20
         ours_files, accuracy = _best_of(args.repeat, lambda: evaluate_retrieval(*paths))
+        readers = (read_retrieval_results, read_query_gt, read_gallery_gt)
+        reading, _ = _best_of(args.repeat, lambda: [
+            reader(path) for reader, path in zip(readers, paths, strict=True)])
         load, loaded = _best_of(args.repeat, lambda: [_load_json(path) for path in paths])
         if reference is not None:
             reference_files, expected = _best_of(
@@ -89,6 +93,7 @@ def _retrieval(args: argparse.Namespace) -> bool:
           f"style > 0), {len(gallery_gt)} gallery items, {len(results)} detections x 20 "
           f"entries, results file {size_mb:.1f} MiB; best of {args.repeat}")
     print(f"  json.load of the three files                 {load:8.3f} s")
+    print(f"  project's readers, files -> checked arrays   {reading:8.3f} s")
     print(f"  evaluate_retrieval, files -> numbers         {ours_files:8.3f} s")
     print(f"  evaluate_retrieval, arrays in memory         {ours_memory:8.3f} s")
     if reference is None:

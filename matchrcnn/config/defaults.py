@@ -85,6 +85,10 @@ _C.MODEL.ROI_LANDMARK_HEAD.LOSS_WEIGHT = 1.0
 # Compute heatmaps only for each RoI's own category slice (same values as the full 294-channel
 # output in that slice; far less time and memory). False computes all 294 and then slices.
 _C.MODEL.ROI_LANDMARK_HEAD.CATEGORY_SLICED = True
+# The landmark layout (matchrcnn/data/layouts.py): "deepfashion2" (13 categories, 294 slots),
+# "fashionai" (5 categories over 24 named slots) or "salhg" (1 category, 32 shared slots).
+# MODEL.ROI_HEADS.NUM_CLASSES must equal the layout's category count.
+_C.MODEL.ROI_LANDMARK_HEAD.LAYOUT = "deepfashion2"
 
 _C.MODEL.MATCH_HEAD = CN()
 _C.MODEL.MATCH_HEAD.POOLER_RESOLUTION = 14
@@ -120,6 +124,9 @@ _C.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION = 0.25
 
 _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 16
+# "SGD" (with MOMENTUM) as detectron2, or "AdamW" (betas 0.9, 0.999), which converges faster in
+# short from-scratch schedules such as the CPU quickstart.
+_C.SOLVER.OPTIMIZER = "SGD"
 _C.SOLVER.BASE_LR = 0.02
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 0.0001

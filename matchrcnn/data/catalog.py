@@ -8,8 +8,14 @@ A name such as ``synthetic_train`` resolves, when it is used, to files under the
     <root>/<dataset>/retrieval/<split>/query_gt.json   retrieval ground truth (--retrieval-gt)
     <root>/<dataset>/retrieval/<split>/gallery_gt.json
 
+The other datasets (tools/convert_dataset.py) are registered as ``fashionai_{train,test}``,
+``salhg_{person,garment}_{train,test}`` and ``viton_{train,test}`` (layouts in
+``OTHER_BUILTINS`` and datasets/README.md); ``register_coco_landmarks`` registers any converted
+COCO keypoint file under a name of one's choice.
+
 ``DatasetCatalog.get(name)`` returns the split's records: one dict per image with its COCO fields,
-``file_name`` made absolute, and an ``annotations`` list of that image's COCO annotations.
+``file_name`` made absolute, and an ``annotations`` list of that image's COCO annotations. Each
+split's metadata names its landmark ``layout`` (None for a split without landmarks).
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from matchrcnn.config import ConfigError
 from matchrcnn.data.categories import CATEGORY_NAMES, NUM_LANDMARKS, keypoint_oks_sigmas
+from matchrcnn.data.layouts import LandmarkLayout, get_layout
 
 DATASETS_ENV = "MATCHRCNN_DATASETS"
 BUILTIN_SPLITS = {
@@ -162,14 +170,133 @@ def register_deepfashion2_layout(name: str, files: SplitFiles) -> None:
             thing_classes=list(CATEGORY_NAMES),
             keypoint_names=[str(i) for i in range(1, NUM_LANDMARKS + 1)],
             keypoint_oks_sigmas=list(keypoint_oks_sigmas()),
+            layout="deepfashion2",
         ),
     )
+
+
+@dataclass(frozen=True)
+class CocoFiles:
+    """A COCO-form split's files: paths relative to ``root`` (None: the datasets root, resolved
+    when asked for, as SplitFiles does) or absolute; retrieval ground truth where there is one."""
+
+    json_path: Path
+    image_path: Path
+    retrieval_path: Path | None = None
+    root: Path | None = None
+    command: str = ""
+    """The command that writes the COCO file, for the error when it is missing."""
+
+    @property
+    def base(self) -> Path:
+        return self.root if self.root is not None else datasets_root()
+
+    @property
+    def json_file(self) -> Path:
+        return self.base / self.json_path
+
+    @property
+    def image_root(self) -> Path:
+        return self.base / self.image_path
+
+    @property
+    def query_gt(self) -> Path | None:
+        return None if self.retrieval_path is None else self.base / self.retrieval_path / \
+            "query_gt.json"
+
+    @property
+    def gallery_gt(self) -> Path | None:
+        return None if self.retrieval_path is None else self.base / self.retrieval_path / \
+            "gallery_gt.json"
+
+    def convert_command(self) -> str:
+        return self.command.format(base=self.base)
+
+
+def register_coco_files(name: str, files: CocoFiles, layout: LandmarkLayout | None,
+                        thing_classes: list[str] | None = None) -> None:
+    """Register a COCO-form split: its records, and metadata from its landmark layout."""
+
+    def load() -> list[dict]:
+        if not files.json_file.is_file():
+            hint = files.command and f" Convert the split first:\n  {files.convert_command()}"
+            raise FileNotFoundError(f"dataset {name!r}: {files.json_file} does not exist.{hint}")
+        return load_coco_records(files.json_file, files.image_root)
+
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.register(
+        name,
+        SimpleNamespace(
+            files=files,
+            thing_classes=list(thing_classes or (layout.category_names if layout else ())),
+            keypoint_names=list(layout.slot_names) if layout else [],
+            keypoint_oks_sigmas=list(layout.oks_sigmas) if layout and layout.oks_sigmas else None,
+            layout=layout.name if layout else None,
+        ),
+    )
+
+
+def register_coco_landmarks(name: str, json_file: str | os.PathLike,
+                            image_root: str | os.PathLike, layout: str) -> None:
+    """Register a COCO keypoint file (e.g. from tools/convert_dataset.py) in a named layout.
+
+    Relative paths are taken from the working directory when the split is loaded; the name can
+    then be used in DATASETS.TRAIN and DATASETS.TEST.
+    """
+    files = CocoFiles(Path(json_file), Path(image_root), root=Path())
+    register_coco_files(name, files, get_layout(layout))
+
+
+def check_layout(names: tuple[str, ...] | list[str], layout: str) -> None:
+    """ConfigError unless every named split is annotated in ``layout`` (the model's layout)."""
+    for name in names:
+        found = getattr(MetadataCatalog.get(name), "layout", None)
+        if found != layout:
+            has = "no landmarks" if found is None else f"the {found!r} landmark layout"
+            raise ConfigError(
+                f"dataset {name!r} has {has}, but MODEL.ROI_LANDMARK_HEAD.LAYOUT is "
+                f"{layout!r}; set the layout (and MODEL.ROI_HEADS.NUM_CLASSES) to the dataset's, "
+                "or MODEL.LANDMARK_ON False"
+            )
+
+
+_CONVERT = "python tools/convert_dataset.py"
+OTHER_BUILTINS: dict[str, tuple[CocoFiles, str | None]] = {
+    **{
+        f"fashionai_{split}": (CocoFiles(
+            Path("fashionai", "annotations", f"{split}.json"), Path("fashionai", split),
+            command=f"{_CONVERT} fashionai --csv {{base}}/fashionai/{split}/Annotations/"
+                    f"{split}.csv --images {{base}}/fashionai/{split} "
+                    f"--out {{base}}/fashionai/annotations/{split}.json"), "fashionai")
+        for split in ("train", "test")
+    },
+    **{
+        f"salhg_{kind}_{split}": (CocoFiles(
+            Path("salhg", "annotations", f"{kind}_{split}.json"), Path("salhg", split, kind),
+            command=f"{_CONVERT} salhg --pkl PICKLE --images {{base}}/salhg/{split}/{kind} "
+                    f"--out {{base}}/salhg/annotations/{kind}_{split}.json"), "salhg")
+        for kind in ("person", "garment") for split in ("train", "test")
+    },
+    **{
+        f"viton_{split}": (CocoFiles(
+            Path("viton", "retrieval", split, "images.json"), Path("viton", split),
+            retrieval_path=Path("viton", "retrieval", split),
+            command=f"{_CONVERT} viton --pairs PAIRS.txt --root {{base}}/viton/{split} "
+                    f"--out {{base}}/viton/retrieval/{split}"), None)
+        for split in ("train", "test")
+    },
+}
+"""Named splits of FashionAI, SAL-HG and VITON-family pairs under the datasets root: COCO file,
+image root, retrieval ground truth (VITON) and landmark layout (None: no landmarks)."""
 
 
 def _register_builtins() -> None:
     for dataset, splits in BUILTIN_SPLITS.items():
         for split in splits:
             register_deepfashion2_layout(f"{dataset}_{split}", SplitFiles(dataset, split))
+    for name, (files, layout) in OTHER_BUILTINS.items():
+        register_coco_files(name, files, get_layout(layout) if layout else None,
+                            thing_classes=None if layout else list(CATEGORY_NAMES))
 
 
 _register_builtins()

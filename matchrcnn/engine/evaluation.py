@@ -1,6 +1,8 @@
 """Evaluate a model on the first of DATASETS.TEST with the project's evaluation suite.
 
-Box, mask and landmark AP come from ``matchrcnn.evaluation.coco`` on in-memory predictions.
+Box, mask and landmark AP come from ``matchrcnn.evaluation.coco`` on in-memory predictions;
+landmark AP only in DeepFashion2's layout, FashionAI's normalized error in its own
+(``matchrcnn.evaluation.normalized_error``), no landmark metric for SAL-HG (it defines none).
 Retrieval is scored in the ground-truth-box mode: every item of the split's user images is embedded
 from its ground-truth box, ranked against every item of its shop images by the match network's
 same-minus-different logit, and the top 20 are scored by the official protocol
@@ -18,11 +20,14 @@ import numpy as np
 import torch
 from fvcore.common.config import CfgNode
 
-from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog
+from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog, check_layout
+from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.evaluation.coco import evaluate_coco
+from matchrcnn.evaluation.normalized_error import landmark_entries, normalized_error
 from matchrcnn.evaluation.results import RETRIEVED
 from matchrcnn.evaluation.retrieval import TOP_K, evaluate_retrieval
+from matchrcnn.modeling.matchrcnn import landmark_layout
 from matchrcnn.utils.atomic import write_json_atomic
 
 logger = logging.getLogger("matchrcnn")
@@ -36,20 +41,35 @@ def run_inference(model: torch.nn.Module, records: list[dict], batch_size: int =
     model.eval()
     device = next(model.parameters()).device
     mapper = DatasetMapper(with_targets=False)
-    predictions, embeddings = [], []
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
+    predictions: list[dict] = [{} for _ in records]
+    embeddings: list[torch.Tensor] = [torch.empty(0) for _ in records]
+    for batch in same_size_batches(records, batch_size):
+        chunk = [records[index] for index in batch]
         images = [mapper(record)[0].to(device) for record in chunk]
-        for record, output in zip(chunk, model(images), strict=True):
+        for index, record, output in zip(batch, chunk, model(images), strict=True):
             prediction = {key: value.cpu().numpy() for key, value in output.items()}
             if "masks" in prediction:
                 prediction["masks"] = prediction["masks"][:, 0] > 0.5
             prediction["image_id"] = record["image_id"]
-            predictions.append(prediction)
+            predictions[index] = prediction
         if gt_embeddings:
             boxes = [_gt_boxes(record).to(device) for record in chunk]
-            embeddings.extend(e.cpu() for e in model.embed_boxes(images, boxes))
-    return predictions, embeddings
+            for index, embedding in zip(batch, model.embed_boxes(images, boxes), strict=True):
+                embeddings[index] = embedding.cpu()
+    return predictions, embeddings if gt_embeddings else []
+
+
+def same_size_batches(records: list[dict], batch_size: int) -> list[list[int]]:
+    """Record indices in batches whose images all have one size, in order within each size.
+
+    A batch pads its images to the largest; with GroupNorm the padding enters the statistics, so a
+    prediction would depend on which images shared its batch.
+    """
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, record in enumerate(records):
+        by_size.setdefault((record["height"], record["width"]), []).append(index)
+    return [indices[start : start + batch_size] for indices in by_size.values()
+            for start in range(0, len(indices), batch_size)]
 
 
 def _gt_boxes(record: dict) -> torch.Tensor:
@@ -133,9 +153,19 @@ def evaluate_model(cfg: CfgNode, model: torch.nn.Module, iteration: int | None =
     tasks = ["bbox"]
     if cfg.MODEL.MASK_ON:
         tasks.append("segm")
-    if cfg.MODEL.LANDMARK_ON:
+    # Landmarks are scored where the split has them: keypoint AP in DeepFashion2's layout (its
+    # official sigmas), FashionAI's normalized error where the layout defines one.
+    layout = landmark_layout(cfg)
+    split_layout = getattr(MetadataCatalog.get(name), "layout", None)
+    landmarks_on = cfg.MODEL.LANDMARK_ON and split_layout is not None
+    if landmarks_on:
+        check_layout([name], layout.name)
+    if landmarks_on and layout is DEEPFASHION2:
         tasks += ["landmarks", "landmarks_visible"]
     results: dict = dict(evaluate_coco(files.json_file, predictions, tasks=tasks))
+    if landmarks_on and layout.reference_pairs:
+        entries = landmark_entries(predictions, layout)
+        results["landmarks_ne"] = normalized_error(files.json_file, entries, layout).as_dict()
     if match_on:
         similarity = model.roi_heads.match_branch.similarity
         entries = gt_box_retrieval_results(records, embeddings, similarity)
@@ -159,6 +189,9 @@ def print_results(results: dict) -> None:
             metrics = results[task]
             rows.append(f"{task:18s}" + "".join(
                 f"  {key} {_fmt(metrics.get(key))}" for key in ("AP", "AP50", "AP75")))
+    if "landmarks_ne" in results:
+        rows.append(f"{'landmarks_ne':18s}  NE {_fmt(results['landmarks_ne']['NE'])} (lower is "
+                    "better)")
     for key in ("retrieval", "retrieval_chance"):
         if key in results:
             rows.append(f"{key:18s}" + "".join(

@@ -20,12 +20,14 @@ import torch.distributed as dist
 from fvcore.common.config import CfgNode
 from torch.utils.data import DataLoader, Dataset
 
-from matchrcnn.config import save_cfg
-from matchrcnn.data.catalog import DatasetCatalog
+from matchrcnn.config import ConfigError, save_cfg
+from matchrcnn.data.catalog import DatasetCatalog, check_layout
+from matchrcnn.data.image_sampler import ImageBatchSampler, has_pairs
 from matchrcnn.data.mapper import DatasetMapper, ImageDecodeError
 from matchrcnn.data.samplers import PairBatchSampler
 from matchrcnn.engine.checkpoint import Checkpointer
 from matchrcnn.engine.metrics import MetricsWriter
+from matchrcnn.modeling.matchrcnn import landmark_layout
 
 logger = logging.getLogger("matchrcnn")
 
@@ -78,11 +80,10 @@ def build_train_loader(cfg: CfgNode, records: list[dict], rank: int, world_size:
             f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be a positive multiple of the "
             f"number of processes ({world_size})"
         )
-    sampler = PairBatchSampler(records, per_device, cfg.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION,
-                               seed=cfg.SEED, rank=rank)
+    num_landmarks = landmark_layout(cfg).num_slots
     loader = DataLoader(
-        MappedDataset(records, DatasetMapper()),
-        batch_sampler=sampler.iterate(start_iter),
+        MappedDataset(records, DatasetMapper(num_landmarks=num_landmarks)),
+        batch_sampler=_batch_sampler(cfg, records, per_device, rank).iterate(start_iter),
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         collate_fn=collate_skipping_failures,
         # Its own generator: creating the loader must not draw from the global torch RNG, or a
@@ -92,10 +93,33 @@ def build_train_loader(cfg: CfgNode, records: list[dict], rank: int, world_size:
     return iter(loader)
 
 
+def _batch_sampler(cfg: CfgNode, records: list[dict], per_device: int,
+                   rank: int) -> PairBatchSampler | ImageBatchSampler:
+    """Pair batches for datasets with consumer/shop pairs; random images for the others."""
+    if has_pairs(records):
+        return PairBatchSampler(records, per_device,
+                                cfg.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION, seed=cfg.SEED,
+                                rank=rank)
+    if cfg.MODEL.MATCH_ON:
+        raise ConfigError(f"MODEL.MATCH_ON needs consumer/shop pairs (source and pair_id per "
+                          f"image), which DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} lacks; set "
+                          "MODEL.MATCH_ON False")
+    return ImageBatchSampler(len(records), per_device, seed=cfg.SEED, rank=rank)
+
+
+OPTIMIZERS = ("SGD", "AdamW")
+
+
 def build_optimizer(cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """SOLVER.OPTIMIZER over the trainable parameters, at BASE_LR and WEIGHT_DECAY."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.SGD(params, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-                           weight_decay=cfg.SOLVER.WEIGHT_DECAY)
+    solver = cfg.SOLVER
+    if solver.OPTIMIZER == "SGD":
+        return torch.optim.SGD(params, lr=solver.BASE_LR, momentum=solver.MOMENTUM,
+                               weight_decay=solver.WEIGHT_DECAY)
+    if solver.OPTIMIZER == "AdamW":
+        return torch.optim.AdamW(params, lr=solver.BASE_LR, weight_decay=solver.WEIGHT_DECAY)
+    raise ValueError(f"SOLVER.OPTIMIZER must be one of {OPTIMIZERS}, got {solver.OPTIMIZER!r}")
 
 
 def build_lr_scheduler(cfg: CfgNode, optimizer: torch.optim.Optimizer):
@@ -185,6 +209,8 @@ class Trainer:
         if self.start_iter >= max_iter:
             logger.info("nothing to do: resumed at iteration %d of %d", self.start_iter, max_iter)
             return None
+        if cfg.MODEL.LANDMARK_ON:
+            check_layout(cfg.DATASETS.TRAIN, cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
         records = dataset_records(cfg.DATASETS.TRAIN)
         batches = build_train_loader(cfg, records, self.rank, self.world_size, self.start_iter)
         metrics = MetricsWriter(self.output_dir, self.start_iter) if self.is_main else None

@@ -29,6 +29,7 @@ from matchrcnn.evaluation.entries import (
     check_known,
     check_size,
     columns,
+    load_columns,
     load_entries,
 )
 from matchrcnn.utils.atomic import write_text_atomic
@@ -259,9 +260,8 @@ def read_retrieval_results(source: Source | RetrievalSubmission,
                         "query ground truth", problems)
         problems.raise_if_any()
         return source
-    entries, name = load_entries(source)
+    arrays, name = load_columns(source, _RETRIEVAL_FIELDS)
     problems = Problems(name)
-    arrays = columns(entries, _RETRIEVAL_FIELDS, problems)
     check_categories(arrays["query_cls"], "query_cls", problems)
     if query_image_ids is not None:
         check_known(arrays["query_image_id"], query_image_ids, "query_image_id",

@@ -34,8 +34,7 @@ from matchrcnn.evaluation.entries import (
     Source,
     check_categories,
     check_corners,
-    columns,
-    load_entries,
+    load_columns,
 )
 from matchrcnn.evaluation.results import RETRIEVED, RetrievalSubmission, read_retrieval_results
 
@@ -99,9 +98,8 @@ def read_query_gt(source: Source | QueryGroundTruth) -> QueryGroundTruth:
     """Load and validate a query ground-truth file (or list) into arrays."""
     if isinstance(source, QueryGroundTruth):
         return source
-    entries, name = load_entries(source, "query ground truth")
+    arrays, name = load_columns(source, _QUERY_FIELDS, "query ground truth")
     problems = Problems(name)
-    arrays = columns(entries, _QUERY_FIELDS, problems)
     check_categories(arrays["cls"], "cls", problems)
     check_corners(arrays["bbox"], "bbox", problems)
     problems.raise_if_any()
@@ -113,9 +111,8 @@ def read_gallery_gt(source: Source | GalleryGroundTruth) -> GalleryGroundTruth:
     """Load and validate a gallery ground-truth file (or list) into arrays."""
     if isinstance(source, GalleryGroundTruth):
         return source
-    entries, name = load_entries(source, "gallery ground truth")
+    arrays, name = load_columns(source, _GALLERY_FIELDS, "gallery ground truth")
     problems = Problems(name)
-    arrays = columns(entries, _GALLERY_FIELDS, problems)
     check_corners(arrays["bbox"], "bbox", problems)
     problems.raise_if_any()
     return GalleryGroundTruth(arrays["gallery_image_id"], arrays["style"], arrays["pair_id"],

@@ -14,10 +14,10 @@ from torchvision.models.detection.roi_heads import keypoints_to_heatmap
 def landmark_loss(packed_logits: Tensor, boxes: Tensor, packed_targets: Tensor) -> Tensor:
     """Spatial-softmax cross-entropy over each labelled landmark of each RoI's own category.
 
-    packed_logits (N, 39, S, S) and packed_targets (N, 39, 3) hold each RoI's category slice
-    (``pack_slices``); boxes (N, 4) are the RoIs in the targets' coordinates. Landmarks with
-    v = 0, padding rows and landmarks outside their RoI carry no loss; the loss is the mean over
-    the rest, as torchvision's keypoint loss is.
+    packed_logits (N, M, S, S) and packed_targets (N, M, 3) hold each RoI's category slots
+    (``pack_slices``; M = 39 in DeepFashion2's layout); boxes (N, 4) are the RoIs in the targets'
+    coordinates. Landmarks with v = 0, padding rows and landmarks outside their RoI carry no
+    loss; the loss is the mean over the rest, as torchvision's keypoint loss is.
     """
     size = packed_logits.shape[-1]
     target_index, valid = keypoints_to_heatmap(packed_targets, boxes, size)

@@ -3,12 +3,13 @@
 Inputs follow torchvision's convention: a list of CHW float RGB images in [0, 1] of any size (the
 model resizes them by INPUT.*), and in training one target dict per image:
     "boxes" (N, 4) float XYXY, "labels" (N,) int64 in 1..13,
-    "masks" (N, H, W) uint8 (MODEL.MASK_ON), "keypoints" (N, 294, 3) float x, y, v (LANDMARK_ON),
+    "masks" (N, H, W) uint8 (MODEL.MASK_ON), "keypoints" (N, K, 3) float x, y, v (LANDMARK_ON;
+    K is the landmark layout's slot count, MODEL.ROI_LANDMARK_HEAD.LAYOUT: 294 in DeepFashion2's),
     "pair_ids" (N,) int64, "styles" (N,) int64, "is_shop" bool scalar (MATCH_ON).
 Training returns a dict of scalar losses (sum them all); the match accuracies of the step are in
 ``model.last_metrics``. Eval returns per image: "boxes" (N, 4) XYXY, "labels" (N,), "scores" (N,),
-"masks" (N, 1, H, W) float probabilities at input size, "landmarks" (N, 294, 3) with (x, y, score)
-in the predicted category's slice and zeros elsewhere, "embeddings" (N, EMBED_DIM).
+"masks" (N, 1, H, W) float probabilities at input size, "landmarks" (N, K, 3) with (x, y, score)
+in the predicted category's slots and zeros elsewhere, "embeddings" (N, EMBED_DIM).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from torchvision.ops import MultiScaleRoIAlign
 
 from matchrcnn.config import ConfigError
 from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
+from matchrcnn.data.layouts import LandmarkLayout, get_layout
 from matchrcnn.modeling.backbone import build_backbone
 from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
 from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
@@ -85,13 +87,15 @@ class MatchRCNN(GeneralizedRCNN):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training:
+            landmark_branch = self.roi_heads.landmark_branch
             check_targets(
                 images,
                 targets,
                 masks=self.roi_heads.has_mask(),
-                landmarks=self.roi_heads.landmark_branch is not None,
+                landmarks=landmark_branch is not None,
                 match=self.roi_heads.match_branch is not None,
                 num_classes=self.roi_heads.box_predictor.cls_score.out_features - 1,
+                num_landmarks=landmark_branch.layout.num_slots if landmark_branch else 0,
             )
         return super().forward(images, targets)
 
@@ -128,6 +132,7 @@ def check_targets(
     landmarks: bool,
     match: bool,
     num_classes: int = NUM_CATEGORIES,
+    num_landmarks: int = NUM_LANDMARKS,
 ) -> None:
     """Raise ValueError naming the image and the key when a training target is malformed."""
     if targets is None or len(targets) != len(images):
@@ -142,7 +147,7 @@ def check_targets(
         if masks:
             spec["masks"] = (tuple(image.shape[-2:]), None)
         if landmarks:
-            spec["keypoints"] = ((NUM_LANDMARKS, 3), torch.float32)
+            spec["keypoints"] = ((num_landmarks, 3), torch.float32)
         if match:
             spec.update(pair_ids=((), torch.int64), styles=((), torch.int64))
         missing = [key for key in (*spec, *(["is_shop"] if match else [])) if key not in target]
@@ -174,11 +179,13 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
             "torchvision engine, which builds 'MatchRCNN'"
         )
     num_classes = model_cfg.ROI_HEADS.NUM_CLASSES
-    if model_cfg.LANDMARK_ON and num_classes != NUM_CATEGORIES:
+    layout = landmark_layout(cfg)
+    if model_cfg.LANDMARK_ON and num_classes != layout.num_categories:
         raise ConfigError(
             f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, but the landmark head lays out "
-            f"landmarks by DeepFashion2's {NUM_CATEGORIES} categories; set it to "
-            f"{NUM_CATEGORIES} or MODEL.LANDMARK_ON False"
+            f"landmarks by the {layout.num_categories} categories of the {layout.name!r} layout "
+            f"(MODEL.ROI_LANDMARK_HEAD.LAYOUT); set it to {layout.num_categories}, choose "
+            "another layout, or set MODEL.LANDMARK_ON False"
         )
     backbone = build_backbone(cfg)
     channels = backbone.out_channels
@@ -198,7 +205,8 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
         score_thresh=roi_cfg.SCORE_THRESH_TEST,
         nms_thresh=roi_cfg.NMS_THRESH_TEST,
         detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
-        landmark_branch=_landmark_branch(model_cfg, channels) if model_cfg.LANDMARK_ON else None,
+        landmark_branch=(_landmark_branch(model_cfg, channels, layout) if model_cfg.LANDMARK_ON
+                         else None),
         match_branch=_match_branch(model_cfg, channels) if model_cfg.MATCH_ON else None,
     )
     if model_cfg.MASK_ON:
@@ -271,13 +279,21 @@ def _pooler(head_cfg: CfgNode) -> MultiScaleRoIAlign:
     )
 
 
-def _landmark_branch(model_cfg: CfgNode, channels: int) -> LandmarkBranch:
+def landmark_layout(cfg: CfgNode) -> LandmarkLayout:
+    """The layout MODEL.ROI_LANDMARK_HEAD.LAYOUT names; a ConfigError listing them otherwise."""
+    try:
+        return get_layout(cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
+    except ValueError as error:
+        raise ConfigError(f"MODEL.ROI_LANDMARK_HEAD.LAYOUT: {error}") from error
+
+
+def _landmark_branch(model_cfg: CfgNode, channels: int, layout: LandmarkLayout) -> LandmarkBranch:
     head_cfg = model_cfg.ROI_LANDMARK_HEAD
     head = LandmarkHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM)
     return LandmarkBranch(
         _pooler(head_cfg),
         head,
-        LandmarkPredictor(head_cfg.CONV_DIM),
+        LandmarkPredictor(head_cfg.CONV_DIM, layout),
         loss_weight=head_cfg.LOSS_WEIGHT,
         category_sliced=head_cfg.CATEGORY_SLICED,
     )

@@ -39,9 +39,10 @@ def load_image(image: np.ndarray | str | os.PathLike) -> torch.Tensor:
 class Predictor:
     """Builds the model of a config, loads MODEL.WEIGHTS (if set) and predicts one image per call.
 
-    Returns numpy arrays: "boxes" (N, 4) float32 XYXY in pixels, "labels" (N,) int64 in 1..13,
-    "scores" (N,) float32, "masks" (N, H, W) bool at image size, "landmarks" (N, 294, 3) float32
-    (x, y, score; zero outside the predicted category's slice), "embeddings" (N, D) float32; heads
+    Returns numpy arrays: "boxes" (N, 4) float32 XYXY in pixels, "labels" (N,) int64 from 1,
+    "scores" (N,) float32, "masks" (N, H, W) bool at image size, "landmarks" (N, K, 3) float32
+    (x, y, score; K the landmark layout's slots, 294 for DeepFashion2; zero outside the predicted
+    category's slots), "embeddings" (N, D) float32; heads
     turned off in the config leave their key out. The backbone is not ImageNet-initialised here:
     its weights come from MODEL.WEIGHTS.
     """

@@ -18,6 +18,7 @@ from torchvision.models.detection.roi_heads import (
 )
 from torchvision.ops import MultiScaleRoIAlign
 
+from matchrcnn.data.layouts import LandmarkLayout
 from matchrcnn.modeling.heads.landmark import (
     LandmarkHead,
     LandmarkPredictor,
@@ -34,11 +35,15 @@ from matchrcnn.modeling.losses import (
 
 
 class LandmarkBranch(nn.Module):
-    """Category-aware landmark stream: loss on each RoI's own slice, landmarks per detection."""
+    """Category-aware landmark stream: loss on each RoI's own slice, landmarks per detection.
+
+    ``roi_pool`` is the engine's pooler: torchvision's MultiScaleRoIAlign here, detectron2's
+    ROIPooler in ``matchrcnn.d2``.
+    """
 
     def __init__(
         self,
-        roi_pool: MultiScaleRoIAlign,
+        roi_pool: nn.Module,
         head: LandmarkHead,
         predictor: LandmarkPredictor,
         loss_weight: float = 1.0,
@@ -51,29 +56,37 @@ class LandmarkBranch(nn.Module):
         self.loss_weight = loss_weight
         self.category_sliced = category_sliced
 
+    @property
+    def layout(self) -> LandmarkLayout:
+        """The landmark layout of the predictor (DeepFashion2's 294 slots by default)."""
+        return self.predictor.layout
+
     def packed_logits(self, pooled: Tensor, categories: Tensor) -> Tensor:
-        """Heatmap logits of each RoI's category slice, packed (N, 39, 56, 56)."""
+        """Heatmap logits of each RoI's category slots, packed (N, M, 56, 56); M = 39 in DF2."""
         x = self.head(pooled)
         if self.category_sliced:
             return self.predictor(x, categories)
-        return pack_slices(self.predictor(x), categories)
+        return pack_slices(self.predictor(x), categories, self.layout)
 
     def loss(self, pooled: Tensor, boxes: Tensor, categories: Tensor, keypoints: Tensor) -> Tensor:
-        """Weighted landmark loss of RoIs with ground-truth categories and keypoints (N, 294, 3)."""
+        """Weighted landmark loss of RoIs with ground-truth categories and keypoints (N, K, 3)."""
         logits = self.packed_logits(pooled, categories)
-        return self.loss_weight * landmark_loss(logits, boxes, pack_slices(keypoints, categories))
+        targets = pack_slices(keypoints, categories, self.layout)
+        return self.loss_weight * landmark_loss(logits, boxes, targets)
 
     def predict(self, pooled: Tensor, boxes: Tensor, categories: Tensor) -> Tensor:
-        """Landmarks (N, 294, 3) of detections, zero outside each predicted category's slice."""
-        return heatmaps_to_landmarks(self.packed_logits(pooled, categories), categories, boxes)
+        """Landmarks (N, K, 3) of detections, zero outside each predicted category's slots."""
+        logits = self.packed_logits(pooled, categories)
+        return heatmaps_to_landmarks(logits, categories, boxes, self.layout)
 
 
 class MatchBranch(nn.Module):
-    """Match network: embeddings of items and the consumer x shop pair loss."""
+    """Match network: embeddings of items and the consumer x shop pair loss (``roi_pool`` as in
+    LandmarkBranch)."""
 
     def __init__(
         self,
-        roi_pool: MultiScaleRoIAlign,
+        roi_pool: nn.Module,
         head: MatchHead,
         similarity: SimilarityHead,
         loss_weight: float = 1.0,

@@ -8,6 +8,12 @@ the match network for the order.
 - ``gallery``: the gallery directory, incremental and crash-safe.
 - ``search``: ranked search, its brute-force reference, official retrieval result entries.
 - ``fingerprint``: the identity of the model that built a gallery.
+
+Around them, what the tools run: ``model`` (the predictor with its fingerprint and similarity),
+``images`` (reading files with clear errors), ``sources`` (what a build indexes), ``inference``
+(same-size batches over many files), ``build`` (indexing into a gallery), ``query`` and
+``visualize`` (query by image, results.json, query.png), ``evaluate`` (official retrieval results
+from a model on a split) and ``cli`` (arguments and exit codes shared by the tools).
 """
 
 from matchrcnn.retrieval.gallery import (

@@ -3,7 +3,9 @@
 The fingerprint hashes every tensor of the state_dict (name, dtype, shape, bytes), the embedding
 size, and the config keys that change what the model outputs at inference. Keys that only steer
 training, and where the weights came from (MODEL.WEIGHTS, MODEL.DEVICE), are left out: the same
-weights run on another device or loaded from a copied file are the same model.
+weights run on another device or loaded from a copied file are the same model. So are the keys
+that only choose which detections come out (score and NMS thresholds, proposal counts at test
+time): they change no item's embedding, and a query may lower them to find more garments.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import torch
 
 _NOT_INFERENCE = {"MODEL.DEVICE", "MODEL.WEIGHTS", "MODEL.BACKBONE.PRETRAINED",
                   "MODEL.BACKBONE.FREEZE_AT"}
+_DETECTION_CHOICE = {"MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.ROI_HEADS.NMS_THRESH_TEST",
+                     "MODEL.RPN.PRE_NMS_TOPK_TEST", "MODEL.RPN.POST_NMS_TOPK_TEST",
+                     "MODEL.RPN.NMS_THRESH"}
 _TRAINING_WORDS = ("TRAIN", "BATCH_SIZE_PER_IMAGE", "POSITIVE_FRACTION", "IOU_THRESHOLDS",
                    "LOSS_WEIGHT", "NEG_POS_RATIO", "BALANCE",
                    "PROPOSALS_PER_IMAGE")
@@ -34,10 +39,11 @@ def _flatten(node: Mapping, prefix: str) -> dict[str, Any]:
 
 
 def inference_config_digest(cfg: Mapping) -> str:
-    """sha256 of the MODEL.* and INPUT.*_TEST keys that shape inference outputs."""
+    """sha256 of the MODEL.* and INPUT.*_TEST keys that shape the embeddings of inference."""
     flat = _flatten({"MODEL": cfg["MODEL"], "INPUT": cfg.get("INPUT", {})}, "")
+    left_out = _NOT_INFERENCE | _DETECTION_CHOICE
     kept = {key: value for key, value in flat.items()
-            if key not in _NOT_INFERENCE and not any(word in key for word in _TRAINING_WORDS)}
+            if key not in left_out and not any(word in key for word in _TRAINING_WORDS)}
     text = json.dumps(kept, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 

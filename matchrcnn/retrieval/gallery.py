@@ -261,6 +261,10 @@ class Gallery:
             raise
         return gallery
 
+    def require_model(self, fingerprint: str, embed_dim: int) -> None:
+        """Raise GalleryMismatchError unless the model of ``fingerprint`` built this gallery."""
+        _check_model(self.directory, self.fingerprint, self.embed_dim, fingerprint, embed_dim)
+
     def close(self) -> None:
         """Release the database and the write lock; nothing is written."""
         self._db.close()
@@ -610,14 +614,19 @@ def _check_meta(meta: dict[str, str], directory: Path, fingerprint: str | None,
     if meta["format"] != str(FORMAT_VERSION):
         raise GalleryError(f"gallery {directory} has format {meta['format']}; this version "
                            f"reads format {FORMAT_VERSION}: build the gallery again")
-    if embed_dim is not None and int(meta["embed_dim"]) != embed_dim:
+    _check_model(directory, meta["fingerprint"], int(meta["embed_dim"]), fingerprint, embed_dim)
+
+
+def _check_model(directory: Path, built_by: str, built_dim: int, fingerprint: str | None,
+                 embed_dim: int | None) -> None:
+    if embed_dim is not None and built_dim != embed_dim:
         raise GalleryMismatchError(
-            f"gallery {directory} holds {meta['embed_dim']}-d embeddings but the model gives "
+            f"gallery {directory} holds {built_dim}-d embeddings but the model gives "
             f"{embed_dim}-d ones: it was built by another model; use that model or build a new "
             f"gallery in another directory")
-    if fingerprint is not None and meta["fingerprint"] != fingerprint:
+    if fingerprint is not None and built_by != fingerprint:
         raise GalleryMismatchError(
-            f"gallery {directory} was built by model {meta['fingerprint'][:16]}..., not by this "
+            f"gallery {directory} was built by model {built_by[:16]}..., not by this "
             f"model ({fingerprint[:16]}...): use the model that built it or build a new gallery "
             f"in another directory")
 

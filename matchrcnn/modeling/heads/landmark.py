@@ -1,10 +1,11 @@
-"""The landmark stream: eight 3x3 convs, two 2x deconvs, one heatmap per DeepFashion2 landmark slot.
+"""The landmark stream: eight 3x3 convs, two 2x deconvs, one heatmap per slot of a landmark layout.
 
-All 13 categories share the 294-slot vector, but an item only has landmarks in its own category's
-slice. The head therefore works on *packed* heatmaps: row ``j`` of an RoI of category ``c`` is slot
-``landmark_slice(c).start + j``; rows past that category's landmark count are zero. Packing keeps
-the loss on the item's own slice and lets the last deconv compute only the channels that are
-needed, which is most of the head's time and memory at 56x56 (see ``LandmarkPredictor``).
+Categories share the layout's slot vector (DeepFashion2: 294 slots, by default), but an item only
+has landmarks in its own category's slots (``layout.slots(c)``). The head therefore works on
+*packed* heatmaps: row ``j`` of an RoI of category ``c`` is slot ``layout.slots(c)[j]``; rows past
+that category's landmark count are zero. Packing keeps the loss on the item's own slots and lets
+the last deconv compute only the channels that are needed, which is most of the head's time and
+memory at 56x56 (see ``LandmarkPredictor``). Every function defaults to DeepFashion2's layout.
 """
 
 from __future__ import annotations
@@ -14,45 +15,49 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import heatmaps_to_keypoints
 
-from matchrcnn.data.categories import LANDMARK_COUNTS, NUM_LANDMARKS, landmark_slice
+from matchrcnn.data.layouts import DEEPFASHION2, LandmarkLayout
 
-MAX_LANDMARKS = max(LANDMARK_COUNTS)
-"""Rows of a packed heatmap tensor: the largest category's landmark count (39)."""
-
-_STARTS = torch.tensor([landmark_slice(c).start for c in range(1, len(LANDMARK_COUNTS) + 1)])
-_COUNTS = torch.tensor(LANDMARK_COUNTS)
+MAX_LANDMARKS = DEEPFASHION2.max_landmarks
+"""Rows of a packed DeepFashion2 heatmap tensor: the largest category's landmark count (39)."""
 
 
-def category_slots(categories: Tensor) -> tuple[Tensor, Tensor]:
-    """For categories (N,) in 1..13: slot numbers (N, 39) and which of them are real (N, 39).
+def category_slots(
+    categories: Tensor, layout: LandmarkLayout = DEEPFASHION2
+) -> tuple[Tensor, Tensor]:
+    """For categories (N,) in 1..C: slot numbers (N, M) and which of them are real (N, M).
 
-    Rows past a category's landmark count point at slot 294, one past the end, so that they can
-    be sent to a scratch slot when scattering.
+    M is the layout's largest category. Rows past a category's landmark count point at slot
+    ``layout.num_slots``, one past the end, so that they can be sent to a scratch slot when
+    scattering.
     """
     device = categories.device
+    table, counts = layout.slot_table
     index = categories.long() - 1
-    rows = torch.arange(MAX_LANDMARKS, device=device)
-    valid = rows[None] < _COUNTS.to(device)[index][:, None]
-    starts = _STARTS.to(device)[index][:, None]
-    return torch.where(valid, starts + rows[None], NUM_LANDMARKS), valid
+    rows = torch.arange(layout.max_landmarks, device=device)
+    valid = rows[None] < counts.to(device)[index][:, None]
+    return table.to(device)[index], valid
 
 
-def pack_slices(full: Tensor, categories: Tensor) -> Tensor:
-    """(N, 294, ...) -> (N, 39, ...): each row's own category slice, zero-padded."""
-    slots, valid = category_slots(categories)
+def pack_slices(
+    full: Tensor, categories: Tensor, layout: LandmarkLayout = DEEPFASHION2
+) -> Tensor:
+    """(N, slots, ...) -> (N, M, ...): each row's own category slots, zero-padded."""
+    slots, valid = category_slots(categories, layout)
     trailing = (1,) * (full.dim() - 2)
-    index = slots.clamp(max=NUM_LANDMARKS - 1).view(*slots.shape, *trailing)
+    index = slots.clamp(max=layout.num_slots - 1).view(*slots.shape, *trailing)
     packed = full.gather(1, index.expand(-1, -1, *full.shape[2:]))
     return packed * valid.view(*valid.shape, *trailing).to(packed.dtype)
 
 
-def unpack_slices(packed: Tensor, categories: Tensor) -> Tensor:
-    """(N, 39, ...) -> (N, 294, ...): each row's values in its category slice, zeros elsewhere."""
-    slots, _ = category_slots(categories)
+def unpack_slices(
+    packed: Tensor, categories: Tensor, layout: LandmarkLayout = DEEPFASHION2
+) -> Tensor:
+    """(N, M, ...) -> (N, slots, ...): each row's values in its category's slots, zero elsewhere."""
+    slots, _ = category_slots(categories, layout)
     trailing = packed.shape[2:]
     index = slots.view(*slots.shape, *(1,) * len(trailing)).expand(-1, -1, *trailing)
-    full = packed.new_zeros(packed.shape[0], NUM_LANDMARKS + 1, *trailing)
-    return full.scatter(1, index, packed)[:, :NUM_LANDMARKS]
+    full = packed.new_zeros(packed.shape[0], layout.num_slots + 1, *trailing)
+    return full.scatter(1, index, packed)[:, : layout.num_slots]
 
 
 class LandmarkHead(nn.Sequential):
@@ -73,31 +78,33 @@ class LandmarkHead(nn.Sequential):
 
 
 class LandmarkPredictor(nn.Module):
-    """The second 2x deconv, to 294 heatmap logits (full) or to each RoI's slice only (packed)."""
+    """The second 2x deconv, to one logit map per slot (full) or per RoI's own slots (packed)."""
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, layout: LandmarkLayout = DEEPFASHION2) -> None:
         super().__init__()
-        self.deconv = nn.ConvTranspose2d(in_channels, NUM_LANDMARKS, 4, 2, 1)
+        self.layout = layout
+        self.deconv = nn.ConvTranspose2d(in_channels, layout.num_slots, 4, 2, 1)
         nn.init.kaiming_normal_(self.deconv.weight, mode="fan_out", nonlinearity="relu")
         nn.init.zeros_(self.deconv.bias)
 
     def forward(self, x: Tensor, categories: Tensor | None = None) -> Tensor:
-        """(N, C, S, S) -> (N, 294, 2S, 2S) logits, or packed (N, 39, 2S, 2S) given categories.
+        """(N, C, S, S) -> (N, slots, 2S, 2S) logits, or packed (N, M, 2S, 2S) given categories.
 
         The packed form runs the deconv once per category present, with only that category's
-        output channels: the same numbers as ``pack_slices(self(x), categories)``. Without RoIs
-        it still runs the (empty) deconv, so that its weights stay in the autograd graph.
+        output channels: the same numbers as ``pack_slices(self(x), categories, layout)``.
+        Without RoIs it still runs the (empty) deconv, so that its weights stay in the autograd
+        graph.
         """
         if categories is None:
             return self.deconv(x)
         if categories.numel() == 0:
-            return pack_slices(self.deconv(x), categories)
+            return pack_slices(self.deconv(x), categories, self.layout)
         size = (x.shape[-2] * 2, x.shape[-1] * 2)
-        packed = x.new_zeros(x.shape[0], MAX_LANDMARKS, *size)
+        packed = x.new_zeros(x.shape[0], self.layout.max_landmarks, *size)
         for category in categories.unique().tolist():
             rows = torch.nonzero(categories == category).squeeze(1)
-            channels = landmark_slice(int(category))
-            packed[rows, : channels.stop - channels.start] = F.conv_transpose2d(
+            channels = _channels(self.layout.slots(int(category)))
+            packed[rows, : len(self.layout.slots(int(category)))] = F.conv_transpose2d(
                 x[rows],
                 self.deconv.weight[:, channels],
                 self.deconv.bias[channels],
@@ -107,13 +114,22 @@ class LandmarkPredictor(nn.Module):
         return packed
 
 
-def heatmaps_to_landmarks(packed: Tensor, categories: Tensor, boxes: Tensor) -> Tensor:
-    """Packed logits (N, 39, S, S) of boxes (N, 4) -> landmarks (N, 294, 3) in image coordinates.
+def _channels(slots: tuple[int, ...]) -> slice | list[int]:
+    """A contiguous run of slots as a slice (a view of the weights), else the slot list."""
+    if list(slots) == list(range(slots[0], slots[0] + len(slots))):
+        return slice(slots[0], slots[0] + len(slots))
+    return list(slots)
+
+
+def heatmaps_to_landmarks(
+    packed: Tensor, categories: Tensor, boxes: Tensor, layout: LandmarkLayout = DEEPFASHION2
+) -> Tensor:
+    """Packed logits (N, M, S, S) of boxes (N, 4) -> landmarks (N, slots, 3) in image coordinates.
 
     Each landmark is (x, y, score) with score the peak of its heatmap's spatial softmax, in (0, 1];
-    slots outside each detection's category slice are all zero, as the official evaluation needs.
+    slots outside each detection's category are all zero, as the official evaluation needs.
     """
     xy, _ = heatmaps_to_keypoints(packed, boxes)
     scores = packed.flatten(2).softmax(-1).amax(-1)
     landmarks = torch.cat([xy[..., :2], scores[..., None]], dim=-1)
-    return unpack_slices(landmarks, categories)
+    return unpack_slices(landmarks, categories, layout)

@@ -1,0 +1,63 @@
+"""DeepFashion2-layout splits in detectron2's DatasetCatalog and MetadataCatalog.
+
+The records are the project catalog's (matchrcnn.data.catalog, same split names, files under
+``$MATCHRCNN_DATASETS``) in detectron2's dataset format: ``bbox`` with ``bbox_mode`` XYWH_ABS,
+``category_id`` 0..12 (detectron2's contiguous ids: DeepFashion2's id minus one), the 294-slot
+landmark vector as ``keypoints`` in the file's pixel coordinates, and what the match network
+needs: ``pair_id`` and ``style`` per item, ``source`` per image. Keypoints get no +0.5 shift (as
+detectron2's COCO loader adds): the landmark head uses torchvision's heatmap convention, exactly as
+the torchvision engine does, so both engines read and predict the same coordinates.
+
+Metadata: ``thing_classes``, ``keypoint_names`` "1".."294", ``keypoint_oks_sigmas`` (the official
+294 sigmas), ``split_files`` (a SplitFiles: COCO file, images, retrieval ground truth) and
+``evaluator_type`` "deepfashion2". There is no ``keypoint_flip_map``: DeepFashion2 publishes no
+left/right correspondence between its landmarks, and a guessed one would teach mirrored landmarks
+under wrong names, so training does not flip images (INPUT.RANDOM_FLIP "none"), as the torchvision
+engine does not.
+"""
+
+from __future__ import annotations
+
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
+
+from matchrcnn.data import catalog
+from matchrcnn.data.catalog import BUILTIN_SPLITS, SplitFiles, register_deepfashion2_layout
+from matchrcnn.data.categories import CATEGORY_NAMES, NUM_LANDMARKS, keypoint_oks_sigmas
+
+EVALUATOR_TYPE = "deepfashion2"
+
+
+def to_d2_record(record: dict) -> dict:
+    """One record of the project's catalog in detectron2's dataset format (see module doc)."""
+    annotations = [
+        {**annotation, "bbox_mode": BoxMode.XYWH_ABS, "category_id": annotation["category_id"] - 1}
+        for annotation in record["annotations"]
+    ]
+    return {**record, "annotations": annotations}
+
+
+def _register(name: str, files: SplitFiles) -> None:
+    DatasetCatalog.register(
+        name, lambda: [to_d2_record(record) for record in catalog.DatasetCatalog.get(name)]
+    )
+    MetadataCatalog.get(name).set(
+        thing_classes=list(CATEGORY_NAMES),
+        keypoint_names=[str(slot) for slot in range(1, NUM_LANDMARKS + 1)],
+        keypoint_oks_sigmas=list(keypoint_oks_sigmas()),
+        split_files=files,
+        evaluator_type=EVALUATOR_TYPE,
+    )
+
+
+def register_split(name: str, files: SplitFiles) -> None:
+    """Register a split laid out as DeepFashion2 (converted to COCO form) in both catalogs."""
+    register_deepfashion2_layout(name, files)
+    _register(name, files)
+
+
+def register_builtin_splits() -> None:
+    """deepfashion2_{train,validation} and synthetic_{train,validation}, the project's names."""
+    for dataset, splits in BUILTIN_SPLITS.items():
+        for split in splits:
+            _register(f"{dataset}_{split}", SplitFiles(dataset, split))
