@@ -29,7 +29,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from matchrcnn.config import ConfigError
-from matchrcnn.data.categories import CATEGORY_NAMES, NUM_LANDMARKS, keypoint_oks_sigmas
+from matchrcnn.data.categories import CATEGORY_NAMES
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
 
 DATASETS_ENV = "MATCHRCNN_DATASETS"
@@ -153,26 +153,7 @@ def load_coco_records(json_file: str | os.PathLike, image_root: str | os.PathLik
 
 def register_deepfashion2_layout(name: str, files: SplitFiles) -> None:
     """Register a split laid out as DeepFashion2 (converted to COCO form) under ``name``."""
-
-    def load() -> list[dict]:
-        if not files.json_file.is_file():
-            raise FileNotFoundError(
-                f"dataset {name!r}: {files.json_file} does not exist. Convert the split first:\n"
-                f"  {files.convert_command()}"
-            )
-        return load_coco_records(files.json_file, files.image_root)
-
-    DatasetCatalog.register(name, load)
-    MetadataCatalog.register(
-        name,
-        SimpleNamespace(
-            files=files,
-            thing_classes=list(CATEGORY_NAMES),
-            keypoint_names=[str(i) for i in range(1, NUM_LANDMARKS + 1)],
-            keypoint_oks_sigmas=list(keypoint_oks_sigmas()),
-            layout="deepfashion2",
-        ),
-    )
+    register_coco_files(name, files, get_layout("deepfashion2"))
 
 
 @dataclass(frozen=True)
@@ -213,13 +194,14 @@ class CocoFiles:
         return self.command.format(base=self.base)
 
 
-def register_coco_files(name: str, files: CocoFiles, layout: LandmarkLayout | None,
+def register_coco_files(name: str, files: CocoFiles | SplitFiles, layout: LandmarkLayout | None,
                         thing_classes: list[str] | None = None) -> None:
     """Register a COCO-form split: its records, and metadata from its landmark layout."""
 
     def load() -> list[dict]:
         if not files.json_file.is_file():
-            hint = files.command and f" Convert the split first:\n  {files.convert_command()}"
+            command = files.convert_command()
+            hint = command and f" Convert the split first:\n  {command}"
             raise FileNotFoundError(f"dataset {name!r}: {files.json_file} does not exist.{hint}")
         return load_coco_records(files.json_file, files.image_root)
 
