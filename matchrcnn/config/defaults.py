@@ -104,6 +104,10 @@ _C.MODEL.MATCH_HEAD.BALANCE = "class_weights"
 _C.MODEL.MATCH_HEAD.NEG_POS_RATIO = 3.0
 # Besides ground-truth boxes, embed up to this many foreground proposals per image (0: none).
 _C.MODEL.MATCH_HEAD.PROPOSALS_PER_IMAGE = 0
+# What the match stream pools over each box: "fpn" (the FPN features, as in the paper) or "pixels"
+# (the normalised input pixels): a backbone trained from scratch on the shape tasks loses the
+# colour that tells garments apart (matchrcnn/modeling/pixels.py).
+_C.MODEL.MATCH_HEAD.INPUT = "fpn"
 
 _C.INPUT = CN()
 # The model resizes its inputs (torchvision's convention); one of these shorter sides per image.

@@ -18,6 +18,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 
 from matchrcnn.config import ConfigError
+from matchrcnn.modeling.pixels import PIXELS
 from matchrcnn.modeling.weights import WeightsError, mismatch, read_state_dict
 
 RESNET_DEPTHS = (18, 34, 50, 101)
@@ -31,7 +32,23 @@ _BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 PRETRAINED_KEY = "MODEL.BACKBONE.PRETRAINED"
 
 
-def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
+class ResNetFPN(BackboneWithFPN):
+    """torchvision's BackboneWithFPN (same weights and names); with ``pass_pixels`` its output
+    also holds the input batch under PIXELS, for the match stream (matchrcnn/modeling/pixels.py).
+    """
+
+    def __init__(self, *args, pass_pixels: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pass_pixels = pass_pixels
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = super().forward(x)
+        if self.pass_pixels:
+            features[PIXELS] = x
+        return features
+
+
+def build_backbone(cfg: CfgNode, pass_pixels: bool = False) -> ResNetFPN:
     """The backbone the config asks for (MODEL.RESNETS.*, MODEL.FPN.*, MODEL.BACKBONE.*)."""
     return build_resnet_fpn_backbone(
         depth=cfg.MODEL.RESNETS.DEPTH,
@@ -39,13 +56,20 @@ def build_backbone(cfg: CfgNode) -> BackboneWithFPN:
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         pretrained=cfg.MODEL.BACKBONE.PRETRAINED,
+        pass_pixels=pass_pixels,
     )
 
 
 def build_resnet_fpn_backbone(
-    depth: int, norm: str, out_channels: int, freeze_at: int, pretrained: str = ""
-) -> BackboneWithFPN:
-    """ResNet-FPN whose outputs "0".."3" are P2..P5 and "pool" is P6, all ``out_channels`` wide."""
+    depth: int,
+    norm: str,
+    out_channels: int,
+    freeze_at: int,
+    pretrained: str = "",
+    pass_pixels: bool = False,
+) -> ResNetFPN:
+    """ResNet-FPN whose outputs "0".."3" are P2..P5 and "pool" is P6, all ``out_channels`` wide
+    (and, with ``pass_pixels``, its input under PIXELS)."""
     if depth not in RESNET_DEPTHS:
         raise ConfigError(f"MODEL.RESNETS.DEPTH must be one of {RESNET_DEPTHS}, got {depth}")
     if norm not in NORMS:
@@ -57,11 +81,12 @@ def build_resnet_fpn_backbone(
         load_resnet_weights(body, pretrained, depth)
     _freeze(body, freeze_at)
     stage2_channels = body.inplanes // 8
-    return BackboneWithFPN(
+    return ResNetFPN(
         body,
         return_layers={f"layer{k}": str(k - 1) for k in range(1, 5)},
         in_channels_list=[stage2_channels * 2 ** (k - 1) for k in range(1, 5)],
         out_channels=out_channels,
+        pass_pixels=pass_pixels,
     )
 
 

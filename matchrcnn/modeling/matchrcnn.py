@@ -23,7 +23,7 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.rpn import RPNHead
 from torchvision.models.detection.transform import (
     GeneralizedRCNNTransform,
     resize_boxes,
@@ -38,6 +38,7 @@ from matchrcnn.modeling.backbone import build_backbone
 from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
 from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
 from matchrcnn.modeling.losses import MATCH_BALANCES
+from matchrcnn.modeling.pixels import MATCH_INPUTS, PIXEL_CHANNELS, PIXELS, LevelsRPN
 from matchrcnn.modeling.roi_heads import LandmarkBranch, MatchBranch, MatchRoIHeads
 
 FEATURE_MAPS = ["0", "1", "2", "3"]
@@ -187,7 +188,8 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
             f"(MODEL.ROI_LANDMARK_HEAD.LAYOUT); set it to {layout.num_categories}, choose "
             "another layout, or set MODEL.LANDMARK_ON False"
         )
-    backbone = build_backbone(cfg)
+    pixels = model_cfg.MATCH_ON and _match_input(model_cfg) == "pixels"
+    backbone = build_backbone(cfg, pass_pixels=pixels)
     channels = backbone.out_channels
     roi_cfg = model_cfg.ROI_HEADS
     box_cfg = model_cfg.ROI_BOX_HEAD
@@ -225,7 +227,7 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     return MatchRCNN(backbone, _rpn(model_cfg, channels), roi_heads, transform)
 
 
-def _rpn(model_cfg: CfgNode, channels: int) -> RegionProposalNetwork:
+def _rpn(model_cfg: CfgNode, channels: int) -> LevelsRPN:
     sizes = tuple(tuple(level) for level in model_cfg.ANCHOR_GENERATOR.SIZES)
     ratios = tuple(tuple(level) for level in model_cfg.ANCHOR_GENERATOR.ASPECT_RATIOS)
     levels = len(FEATURE_MAPS) + 1
@@ -245,7 +247,7 @@ def _rpn(model_cfg: CfgNode, channels: int) -> RegionProposalNetwork:
         )
     rpn_cfg = model_cfg.RPN
     bg_iou, fg_iou = rpn_cfg.IOU_THRESHOLDS
-    return RegionProposalNetwork(
+    return LevelsRPN(
         anchors,
         RPNHead(channels, per_location.pop()),
         fg_iou_thresh=fg_iou,
@@ -299,15 +301,30 @@ def _landmark_branch(model_cfg: CfgNode, channels: int, layout: LandmarkLayout) 
     )
 
 
+def _match_input(model_cfg: CfgNode) -> str:
+    match_input = model_cfg.MATCH_HEAD.INPUT
+    if match_input not in MATCH_INPUTS:
+        raise ConfigError(
+            f"MODEL.MATCH_HEAD.INPUT must be one of {MATCH_INPUTS}, got {match_input!r}"
+        )
+    return match_input
+
+
 def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
     head_cfg = model_cfg.MATCH_HEAD
     if head_cfg.BALANCE not in MATCH_BALANCES:
         raise ConfigError(
             f"MODEL.MATCH_HEAD.BALANCE must be one of {MATCH_BALANCES}, got {head_cfg.BALANCE!r}"
         )
+    pooler = _pooler(head_cfg)
+    if _match_input(model_cfg) == "pixels":
+        # One map at the input's own scale: MultiScaleRoIAlign infers spatial scale 1.
+        pooler = MultiScaleRoIAlign([PIXELS], head_cfg.POOLER_RESOLUTION,
+                                    head_cfg.POOLER_SAMPLING_RATIO)
+        channels = PIXEL_CHANNELS
     head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
     return MatchBranch(
-        _pooler(head_cfg),
+        pooler,
         head,
         SimilarityHead(head_cfg.EMBED_DIM),
         loss_weight=head_cfg.LOSS_WEIGHT,

@@ -1,0 +1,37 @@
+"""The input pixels as a feature map of their own, for the match network (MODEL.MATCH_HEAD.INPUT).
+
+A backbone trained from scratch on the shape tasks (boxes, masks, landmarks) learns features that
+ignore colour. On the synthetic quickstart, mean-pooled RoI features of every FPN level rank shop
+items at chance, and a match head trained on them learns the training garments by heart without
+ranking new ones any better; the same head on RoIAlign of the raw pixels ranks the right item in
+the top 20 for about four queries in five. Garment identity is largely colour and print, so with
+MODEL.MATCH_HEAD.INPUT "pixels" the match stream pools the normalised input pixels over each box
+instead of FPN features. The backbone passes them along under PIXELS; the RPN and the other
+streams still read the FPN levels only.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+from torchvision.models.detection.rpn import ImageList, RegionProposalNetwork
+
+PIXELS = "pixels"
+"""The key of the normalised input batch (N, 3, H, W) among the backbone's feature maps."""
+
+PIXEL_CHANNELS = 3
+
+MATCH_INPUTS = ("fpn", "pixels")
+"""What the match stream pools: the FPN levels (as in the paper) or the input pixels."""
+
+
+class LevelsRPN(RegionProposalNetwork):
+    """torchvision's RPN over the FPN levels only, whatever else the backbone passes along."""
+
+    def forward(
+        self,
+        images: ImageList,
+        features: dict[str, Tensor],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[Tensor], dict[str, Tensor]]:
+        levels = {name: value for name, value in features.items() if name != PIXELS}
+        return super().forward(images, levels, targets)
