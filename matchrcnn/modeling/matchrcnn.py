@@ -316,12 +316,13 @@ def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
         raise ConfigError(
             f"MODEL.MATCH_HEAD.BALANCE must be one of {MATCH_BALANCES}, got {head_cfg.BALANCE!r}"
         )
-    pooler = _pooler(head_cfg)
     if _match_input(model_cfg) == "pixels":
         # One map at the input's own scale: MultiScaleRoIAlign infers spatial scale 1.
         pooler = MultiScaleRoIAlign([PIXELS], head_cfg.POOLER_RESOLUTION,
                                     head_cfg.POOLER_SAMPLING_RATIO)
         channels = PIXEL_CHANNELS
+    else:
+        pooler = _pooler(head_cfg)
     head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
     return MatchBranch(
         pooler,

@@ -105,7 +105,10 @@ def test_inference_adds_landmarks_in_the_predicted_slice_and_embeddings(d2_env):
 
 def test_heads_trained_by_either_engine_load_into_the_other():
     ours = build_model(d2_cfg()).roi_heads
-    torchvision_cfg = setup_cfg(REPO / "configs" / "synthetic" / "quickstart.yaml", [])
+    # The detectron2 heads read FPN features, as the paper's; the quickstart's match stream reads
+    # pixels, so compare with its FPN-input form.
+    torchvision_cfg = setup_cfg(REPO / "configs" / "synthetic" / "quickstart.yaml",
+                                ["MODEL.MATCH_HEAD.INPUT", "fpn"])
     theirs = build_torchvision_model(torchvision_cfg).roi_heads
     for name in ("landmark_branch", "match_branch"):
         source = getattr(theirs, name).state_dict()
