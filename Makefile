@@ -11,7 +11,7 @@ DEMO_SEED ?= 0
 
 .PHONY: demo test test-all lint install clean-venv
 
-$(STAMP): setup.py pyproject.toml
+$(STAMP): setup.py pyproject.toml matchrcnn/evaluation/_json_scan.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'

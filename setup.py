@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 setup(
     name="matchrcnn",
@@ -17,6 +17,10 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["matchrcnn", "matchrcnn.*"]),
     package_data={"matchrcnn.data": ["*.json"]},
+    # The fast JSON scanner of matchrcnn.evaluation.fast_json. Optional: without a C compiler the
+    # install still succeeds and every file is read by the strict reader (the same arrays, slower).
+    ext_modules=[Extension("matchrcnn.evaluation._json_scan", ["matchrcnn/evaluation/_json_scan.c"],
+                           optional=True)],
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -30,8 +34,6 @@ setup(
         "fvcore>=0.1.5",
         "tqdm>=4.66",
         "tensorboard>=2.14",
-        "duckdb>=1.1",
-        "nanoarrow>=0.6",
     ],
     extras_require={
         "test": ["pytest>=8.0", "ruff>=0.6"],

@@ -1,146 +1,123 @@
 """A fast reader of JSON lists of flat numeric entries, trusted only where it cannot misread.
 
 ``json.load`` builds a Python object per number, which at validation scale (a 36 MiB retrieval
-results file) is most of the time an evaluation from files takes. DuckDB parses such a file
-straight into typed columns several times faster, but it is lenient where the strict readers of
-``entries`` are not: it casts "3", true and 3.7 to integers and "0.5" and false to floats, takes
-trailing commas, a byte order mark, NaN and Infinity, more whitespace than JSON allows, an empty
-file, and reads a missing key as null. So ``read_columns`` returns its columns only when
+results file) is most of the time an evaluation from files takes. ``read_columns`` reads such a
+file with a small C scanner (``_json_scan.c``, one pass, numbers straight into arrays) and
+returns its columns only when
 
-1. the file, less the bytes that numbers and JSON whitespace are made of (``NUMBER_BYTES``), is
-   exactly the skeleton of a list of entries holding the fields in the first entry's key order:
-   ``[{"key":[,,,],...},...]``; so it has no strings but those keys, no true, false, null, NaN or
-   comment, no missing, extra or repeated key, no trailing comma, and no other byte;
-2. DuckDB parses it into the fields' fixed-size types, with integer fields read back as text
-   made of integer tokens only (3.0 and 1e2 are not integers), and no value null;
-3. every float is finite and below 2**63 in magnitude: numpy refuses integer tokens past uint64
-   where DuckDB converts them, so the big ones go the strict way.
+1. the scanner vouches for the text: no string holds a backslash or a control character, no byte
+   outside strings is past ASCII, every number follows JSON's grammar (not "01", "1.", "-" or
+   "1e", nor one running into the next), no integer token is past int64 and no float overflows
+   to infinity (NaN and Infinity are not numbers to JSON, so they fail the next step);
+2. the text, less its JSON whitespace and with each number as ``#``, is exactly the skeleton of a
+   list of entries holding the fields in the first entry's key order: ``[{"key":[#,#],...},...]``;
+   so it has no strings but those keys, no true, false, null, NaN or comment, no missing, extra
+   or repeated key, no trailing comma, and no other byte;
+3. integer fields hold integer tokens only (3.0 and 1e2 are not integers).
 
 Otherwise it returns None and the caller reads the file entry by entry, which accepts it or names
-its faults exactly as before. Both parsers round every number correctly, so the values agree to
-the bit.
+its faults exactly as before. The values agree to the bit: the scanner converts a non-integer
+token exactly as ``float(token)`` does (correctly rounded) and keeps an integer token as an
+int64, which a float field converts to the nearest float as numpy converts json's ints. Where the
+scanner was not built (no C compiler at install), every file is read the strict way.
 """
 
 from __future__ import annotations
 
-import functools
+import math
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+
+try:
+    from matchrcnn.evaluation import _json_scan
+except ImportError:  # installed without a C compiler: the strict reader reads every file
+    _json_scan = None
 
 Field = tuple[str, tuple[int, ...], bool]
 """A key, the shape of its value (() for a scalar) and whether it holds integers."""
 
-NUMBER_BYTES = b"0123456789+-.eE \t\n\r"
-"""The bytes of JSON numbers and whitespace; without them a clean file is its bare skeleton."""
+NUMBER = b"#"
+"""What the scanner puts in the skeleton for each number."""
 
-LARGEST_FLOAT = 2.0**63
-"""Floats at or beyond this magnitude (or not finite) are left to the strict reader."""
+CHUNK = 1 << 20
+"""Bytes read and scanned at a time."""
 
-_INTEGER_TEXT = r"[-0-9,\[\]]+"
-"""Text of integers and lists of them, as DuckDB writes numbers back: no '.', 'e' or letters."""
-
-_GLOB_CHARACTERS = "*?[{"
-"""DuckDB expands these in a path; a file whose name holds one is left to the strict reader."""
-
-
-@functools.cache
-def _connection(process_id: int) -> Any:
-    """An in-memory DuckDB per process (a forked child opens its own), imported on first use."""
-    import duckdb
-
-    return duckdb.connect(config={"preserve_insertion_order": True})
+FIRST_ENTRY = 1 << 16
+"""The most skeleton bytes searched for the first entry's key order."""
 
 
 def _skeleton(shape: tuple[int, ...]) -> bytes:
-    """A value of this shape without its numbers: b"" for a scalar, b"[,,,]" for four, ..."""
+    """A value of this shape with its numbers as markers: b"#" for a scalar, b"[#,#,#,#]" ..."""
     if not shape:
-        return b""
+        return NUMBER
     return b"[" + b",".join([_skeleton(shape[1:])] * shape[0]) + b"]"
 
 
-def _entry_count(stripped: bytes, fields: Sequence[Field]) -> int | None:
-    """How many entries a stripped file holds if it is exactly a list of such entries, else None."""
-    if stripped == b"[]":
-        return 0
-    values = {key.encode().translate(None, NUMBER_BYTES): _skeleton(shape)
-              for key, shape, _ in fields}
-    if len(values) < len(fields):  # two keys that differ only in stripped bytes
+def _layout(skeleton: np.ndarray, fields: Sequence[Field]) -> tuple[int, list[Field]] | None:
+    """How many entries the skeleton holds and their key order, if it is exactly a list of such
+    entries, each with the first one's key order; else None."""
+    if len(skeleton) == 2 and skeleton.tobytes() == b"[]":
+        return 0, list(fields)
+    head = skeleton[:FIRST_ENTRY].tobytes()
+    first = head[:head.find(b"}")]  # only a guess of the order: the comparison below decides
+    order = sorted(fields, key=lambda field: first.find(b'"' + field[0].encode() + b'":'))
+    entry = b"{" + b",".join(b'"' + key.encode() + b'":' + _skeleton(shape)
+                             for key, shape, _ in order) + b"}"
+    # The skeleton must be b"[" + b",".join([entry] * count) + b"]": after the "[", count rows
+    # of the entry and a comma, the last with "]" for its comma. Compared as rows in numpy, as
+    # building that text of several MiB costs more than the comparison.
+    row = np.frombuffer(entry + b",", dtype=np.uint8)
+    count, rest = divmod(len(skeleton) - 1, len(row))
+    if rest or count < 1 or skeleton[0] != ord("[") or skeleton[-1] != ord("]"):
         return None
-    first = stripped[:stripped.find(b"}")]
-    order = sorted(values, key=lambda key: first.find(b'"' + key + b'":'))
-    entry = b"{" + b",".join(b'"' + key + b'":' + values[key] for key in order) + b"}"
-    count, rest = divmod(len(stripped) - 1, len(entry) + 1)
-    if rest or stripped != b"[" + b",".join([entry] * count) + b"]":
+    rows = skeleton[1:].reshape(count, len(row))
+    if not ((rows[:-1] == row).all() and (rows[-1, :-1] == row[:-1]).all()):
         return None
-    return count
+    return count, order
 
 
-def _duckdb_type(shape: tuple[int, ...], integer: bool) -> str:
-    """DOUBLE[4][20] is 20 arrays of 4 doubles: DuckDB names the innermost size first."""
-    return ("BIGINT" if integer else "DOUBLE") + "".join(f"[{size}]" for size in reversed(shape))
+def _scan(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The scanner's skeleton, values (int64 or float64 bits) and integer-token flags of a file,
+    or None if it declines the file or cannot read it.
 
-
-def _read_type(shape: tuple[int, ...], integer: bool) -> str:
-    """Floats are read as such; integers as text (a list's as JSON), to tell 3 from 3.0 or 3e0."""
-    if integer:
-        return "JSON" if shape else "VARCHAR"
-    return _duckdb_type(shape, integer)
-
-
-def _projection(fields: Sequence[Field]) -> str:
-    """Floats as read; integers cast from their text, or null when it is not integer tokens."""
-    columns = []
-    for key, shape, integer in fields:
-        name = f'"{key}"'
-        if integer:
-            name = (f"CASE WHEN regexp_full_match({name}, '{_INTEGER_TEXT}') "
-                    f"THEN {name}::{_duckdb_type(shape, True)} END AS {name}")
-        columns.append(name)
-    return ", ".join(columns)
-
-
-def _values(view: Any, shape: tuple[int, ...], dtype: type) -> np.ndarray | None:
-    """One column of an Arrow chunk (fixed-size lists of numbers) as an array; None if any null."""
-    start, count = view.offset, view.length
-    for size in shape:
-        if view.null_count != 0:
-            return None
-        view = view.child(0)
-        start, count = view.offset + start * size, count * size
-    if view.null_count != 0:
+    The file is read in chunks cut after their last comma (which ends any number, and no string
+    but one holding a comma, which the scanner then declines as unterminated), into a buffer that
+    stays in cache: cheaper than filling an array of the whole file, and safe from a file that
+    changes while it is read, which a memory map is not.
+    """
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            size = os.fstat(handle.fileno()).st_size
+            capacity = size // 2 + 1  # numbers are separated by at least one byte
+            skeleton = np.empty(size, dtype=np.uint8)  # untouched pages cost nothing
+            values = np.empty(capacity, dtype=np.int64)
+            integer = np.empty(capacity, dtype=np.bool_)
+            buffer = bytearray(CHUNK)
+            length = written = count = total = 0  # bytes in the buffer; outputs so far; read
+            while True:
+                if length == len(buffer):  # no comma in a whole buffer: make room
+                    buffer.extend(bytes(len(buffer)))
+                read = handle.readinto(memoryview(buffer)[length:])
+                total += read
+                if total > size:  # grown since: the outputs may be too small
+                    return None
+                length += read
+                cut = length if read == 0 else buffer.rfind(b",", 0, length) + 1
+                if cut == 0 and read:
+                    continue
+                scanned = _json_scan.scan(memoryview(buffer)[:cut], skeleton[written:],
+                                          values[count:], integer[count:])
+                if scanned is None:
+                    return None
+                written, count = written + scanned[0], count + scanned[1]
+                if read == 0:
+                    return skeleton[:written], values[:count], integer[:count]
+                buffer[:length - cut] = buffer[cut:length]
+                length -= cut
+    except (OSError, ValueError):  # unreadable, or a path open() refuses (a NUL in it)
         return None
-    return np.frombuffer(view.buffer(1), dtype=dtype)[start:start + count]
-
-
-def _duckdb_columns(path: str, fields: Sequence[Field], count: int) -> dict[str, np.ndarray] | None:
-    """Steps 2 and 3 of the module docstring, on a file of ``count`` entries that passed step 1."""
-    import duckdb
-    import nanoarrow
-
-    types = {key: _read_type(shape, integer) for key, shape, integer in fields}
-    with _connection(os.getpid()).cursor() as cursor:
-        try:
-            relation = cursor.read_json(path, format="array", columns=types,
-                                        compression="uncompressed")
-            chunks = list(nanoarrow.Array(relation.project(_projection(fields))).iter_chunk_views())
-        except (duckdb.Error, RuntimeError):  # errors past the first rows come through nanoarrow
-            return None
-    if sum(chunk.length for chunk in chunks) != count:
-        return None
-    arrays = {}
-    for index, (key, shape, integer) in enumerate(fields):
-        dtype = np.int64 if integer else np.float64
-        parts = [_values(chunk.child(index), shape, dtype) for chunk in chunks]
-        if any(part is None for part in parts):
-            return None
-        array = np.concatenate(parts).reshape(-1, *shape)  # a copy: owned and writable
-        if not integer and not -LARGEST_FLOAT < array.min() <= array.max() < LARGEST_FLOAT:
-            return None  # NaN fails every comparison
-        arrays[key] = array
-    return arrays
 
 
 def read_columns(path: str | os.PathLike, fields: Sequence[Field]) -> dict[str, np.ndarray] | None:
@@ -149,18 +126,35 @@ def read_columns(path: str | os.PathLike, fields: Sequence[Field]) -> dict[str, 
     None means only that this reader does not vouch for the file (see the module docstring), not
     that the file is wrong: an unreadable, odd or malformed file is for the strict reader to judge.
     """
-    path = os.path.abspath(os.fsdecode(path))
-    if any(character in path for character in _GLOB_CHARACTERS):
+    if _json_scan is None:
         return None
-    try:
-        with open(path, "rb") as handle:
-            stripped = handle.read().translate(None, NUMBER_BYTES)
-    except OSError:
+    scanned = _scan(os.fsdecode(path))
+    if scanned is None:
         return None
-    count = _entry_count(stripped, fields)
-    if count is None:
+    skeleton, values, integer = scanned
+    layout = _layout(skeleton, fields)
+    if layout is None:
         return None
+    count, order = layout
     if count == 0:
-        return {key: np.zeros((0, *shape), dtype=np.int64 if integer else np.float64)
-                for key, shape, integer in fields}
-    return _duckdb_columns(path, fields, count)
+        return {key: np.zeros((0, *shape), dtype=np.int64 if is_integer else np.float64)
+                for key, shape, is_integer in fields}
+    # Every entry has the same numbers in the same order: one row per entry, a column per number.
+    values = values.reshape(count, -1)
+    integer = integer.reshape(count, -1)
+    arrays, start = {}, 0
+    for key, shape, is_integer in order:
+        columns = slice(start, start + math.prod(shape))
+        start = columns.stop
+        block = values[:, columns].reshape(count, *shape)
+        tokens = integer[:, columns].reshape(count, *shape)
+        if is_integer:
+            if not tokens.all():
+                return None
+            array = block.copy()  # owned, writable, C-contiguous
+        else:
+            array = block.view(np.float64).copy()  # finite: the scanner declines infinities
+            if tokens.any():  # integers among the floats: as numpy converts them, to nearest
+                array[tokens] = block[tokens]
+        arrays[key] = array
+    return {key: arrays[key] for key, _, _ in fields}
