@@ -12,8 +12,8 @@ integer   a byte per number: 1 for an integer token (no fraction, no exponent), 
 None means the scanner does not vouch for the text, not that it is wrong: a string holding a
 backslash or a control byte, a byte >= 0x80 outside strings, a number that breaks JSON's grammar
 or runs into another ("01", "1.", "1e", "-", "1.5.3"), an integer token past int64, a float too
-large to be finite (1e400), or more numbers than `values` has room for. Other odd bytes (letters, a stray '+' or '.') go to the
-skeleton, which the caller compares with the one it expects.
+large to be finite (1e400), or more numbers than `values` has room for. Other odd bytes (letters,
+a stray '+' or '.') go to the skeleton, which the caller compares with the one it expects.
 
 Floats are converted exactly, in integer arithmetic: up to 19 significant digits make a mantissa
 m and the value is m * 10^e. For |e| <= 27 it is rounded from m * 5^e, or from the quotient of m

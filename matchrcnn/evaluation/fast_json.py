@@ -78,6 +78,17 @@ def _layout(skeleton: np.ndarray, fields: Sequence[Field]) -> tuple[int, list[Fi
     return count, order
 
 
+def scan_outputs(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Empty skeleton, values and integer-flag arrays with room for a text of ``size`` bytes.
+
+    Numbers are separated by at least one byte, so such a text holds at most size // 2 + 1 of
+    them; pages that are never written cost nothing.
+    """
+    capacity = size // 2 + 1
+    return (np.empty(size, dtype=np.uint8), np.empty(capacity, dtype=np.int64),
+            np.empty(capacity, dtype=np.bool_))
+
+
 def _scan(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The scanner's skeleton, values (int64 or float64 bits) and integer-token flags of a file,
     or None if it declines the file or cannot read it.
@@ -90,10 +101,7 @@ def _scan(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     try:
         with open(path, "rb", buffering=0) as handle:
             size = os.fstat(handle.fileno()).st_size
-            capacity = size // 2 + 1  # numbers are separated by at least one byte
-            skeleton = np.empty(size, dtype=np.uint8)  # untouched pages cost nothing
-            values = np.empty(capacity, dtype=np.int64)
-            integer = np.empty(capacity, dtype=np.bool_)
+            skeleton, values, integer = scan_outputs(size)
             buffer = bytearray(CHUNK)
             length = written = count = total = 0  # bytes in the buffer; outputs so far; read
             while True:

@@ -40,11 +40,7 @@ def test_the_scanner_is_built_and_used():
 
 def _scan(text: bytes | bytearray | memoryview | mmap.mmap | np.ndarray):
     """The scanner's skeleton, values and integer flags for a whole text, or None."""
-    size = len(text)
-    capacity = size // 2 + 1
-    skeleton = np.empty(size, dtype=np.uint8)
-    values = np.empty(capacity, dtype=np.int64)
-    integer = np.empty(capacity, dtype=np.bool_)
+    skeleton, values, integer = fast_json.scan_outputs(len(text))
     scanned = fast_json._json_scan.scan(text, skeleton, values, integer)
     if scanned is None:
         return None
