@@ -38,13 +38,12 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
-from torchvision.ops import MultiScaleRoIAlign
 
 from matchrcnn.config import ConfigError, get_cfg, merge_file, merge_overrides
 from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS, landmark_count, landmark_slice
 from matchrcnn.engine.trainer import build_optimizer, optimizer_step
 from matchrcnn.modeling import build_backbone, build_model
-from matchrcnn.modeling.matchrcnn import FEATURE_MAPS
+from matchrcnn.modeling.matchrcnn import roi_pooler
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPOSITORY / "configs" / "synthetic" / "quickstart.yaml"
@@ -212,11 +211,6 @@ def _random_landmarks(generator: torch.Generator, box: Tensor, count: int) -> Te
     return torch.cat([xy, visibility], dim=1)
 
 
-def _pooler(head_cfg: CfgNode) -> MultiScaleRoIAlign:
-    return MultiScaleRoIAlign(FEATURE_MAPS, head_cfg.POOLER_RESOLUTION,
-                              head_cfg.POOLER_SAMPLING_RATIO)
-
-
 def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
     """torchvision's MaskRCNN plus a 294-keypoint KeypointRCNN head, set up as ``cfg`` sets ours."""
     model_cfg, box_cfg, mask_cfg = cfg.MODEL, cfg.MODEL.ROI_BOX_HEAD, cfg.MODEL.ROI_MASK_HEAD
@@ -243,7 +237,7 @@ def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
         rpn_fg_iou_thresh=rpn_cfg.IOU_THRESHOLDS[1],
         rpn_batch_size_per_image=rpn_cfg.BATCH_SIZE_PER_IMAGE,
         rpn_positive_fraction=rpn_cfg.POSITIVE_FRACTION,
-        box_roi_pool=_pooler(box_cfg),
+        box_roi_pool=roi_pooler(model_cfg, box_cfg),
         box_head=TwoMLPHead(channels * box_resolution**2, box_cfg.FC_DIM),
         box_predictor=FastRCNNPredictor(box_cfg.FC_DIM, classes),
         box_score_thresh=roi_cfg.SCORE_THRESH_TEST,
@@ -254,7 +248,7 @@ def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
         box_batch_size_per_image=roi_cfg.BATCH_SIZE_PER_IMAGE,
         box_positive_fraction=roi_cfg.POSITIVE_FRACTION,
         bbox_reg_weights=tuple(box_cfg.BBOX_REG_WEIGHTS),
-        mask_roi_pool=_pooler(mask_cfg),
+        mask_roi_pool=roi_pooler(model_cfg, mask_cfg),
         mask_head=MaskRCNNHeads(channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1),
         mask_predictor=MaskRCNNPredictor(mask_dim, mask_cfg.CONV_DIM, classes),
     )
@@ -263,7 +257,7 @@ def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
         heads.mask_roi_pool = heads.mask_head = heads.mask_predictor = None
     if model_cfg.LANDMARK_ON:
         landmark_cfg = model_cfg.ROI_LANDMARK_HEAD
-        heads.keypoint_roi_pool = _pooler(landmark_cfg)
+        heads.keypoint_roi_pool = roi_pooler(model_cfg, landmark_cfg)
         heads.keypoint_head = KeypointRCNNHeads(channels,
                                                 [landmark_cfg.CONV_DIM] * landmark_cfg.NUM_CONVS)
         heads.keypoint_predictor = KeypointRCNNPredictor(landmark_cfg.CONV_DIM, NUM_LANDMARKS)

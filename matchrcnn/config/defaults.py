@@ -38,6 +38,10 @@ _C.MODEL.RESNETS.NORM = "FrozenBN"
 
 _C.MODEL.FPN = CN()
 _C.MODEL.FPN.OUT_CHANNELS = 256
+# Normalisation after the FPN's convs, and (ROI_*_HEAD.NORM) after each conv of a head: "" (none)
+# or "GN" (GroupNorm, 32 groups), as detectron2's from-scratch configs set them (He et al.,
+# "Rethinking ImageNet Pre-training", 2019). In the quickstart's 600 iterations they did not help.
+_C.MODEL.FPN.NORM = ""
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
 # One tuple of sizes per FPN level (P2..P6), detectron2's layout.
@@ -62,12 +66,21 @@ _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = (0.5,)
 _C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
 _C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+# The box size (input pixels, square root of the area) whose RoI features are pooled from P4; a box
+# half that size reads P3, twice that size P5 (FPN paper, eq. 1). 224 suits 800-pixel images; for
+# smaller images, scale it down with them, or the heads read mostly the shallow P2 and P3.
+_C.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
 
 _C.MODEL.ROI_BOX_HEAD = CN()
 _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
 _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 2
-# Width of the detection stream's two fully connected layers.
+# detectron2's box head: NUM_CONV 3x3 convs of CONV_DIM channels (each followed by NORM), then
+# NUM_FC fully connected layers of FC_DIM; the default is the paper's two FC layers.
+_C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 2
 _C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_BOX_HEAD.NORM = ""
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
 
 _C.MODEL.ROI_MASK_HEAD = CN()
@@ -75,12 +88,14 @@ _C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
 _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
 _C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
 _C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_MASK_HEAD.NORM = ""
 
 _C.MODEL.ROI_LANDMARK_HEAD = CN()
 _C.MODEL.ROI_LANDMARK_HEAD.POOLER_RESOLUTION = 14
 _C.MODEL.ROI_LANDMARK_HEAD.POOLER_SAMPLING_RATIO = 2
 _C.MODEL.ROI_LANDMARK_HEAD.NUM_CONVS = 8
 _C.MODEL.ROI_LANDMARK_HEAD.CONV_DIM = 512
+_C.MODEL.ROI_LANDMARK_HEAD.NORM = ""
 _C.MODEL.ROI_LANDMARK_HEAD.LOSS_WEIGHT = 1.0
 # Compute heatmaps only for each RoI's own category slice (same values as the full 294-channel
 # output in that slice; far less time and memory). False computes all 294 and then slices.

@@ -27,6 +27,9 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
     "BN": nn.BatchNorm2d,
     "GN": partial(nn.GroupNorm, 32),
 }
+HEAD_NORMS = ("", "GN")
+"""Normalisation after each conv of the FPN and the RoI heads, as detectron2's ``*.NORM`` keys:
+"" for none, "GN" for GroupNorm (detectron2's from-scratch configs use it)."""
 _STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
 _BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 PRETRAINED_KEY = "MODEL.BACKBONE.PRETRAINED"
@@ -48,12 +51,21 @@ class ResNetFPN(BackboneWithFPN):
         return features
 
 
+def head_norm(name: str, key: str) -> Callable[[int], nn.Module] | None:
+    """The norm layer factory HEAD_NORMS ``name`` stands for (None for ""); ``key`` names the
+    config key in the error."""
+    if name not in HEAD_NORMS:
+        raise ConfigError(f"{key} must be one of {list(HEAD_NORMS)}, got {name!r}")
+    return NORMS[name] if name else None
+
+
 def build_backbone(cfg: CfgNode, pass_pixels: bool = False) -> ResNetFPN:
     """The backbone the config asks for (MODEL.RESNETS.*, MODEL.FPN.*, MODEL.BACKBONE.*)."""
     return build_resnet_fpn_backbone(
         depth=cfg.MODEL.RESNETS.DEPTH,
         norm=cfg.MODEL.RESNETS.NORM,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        fpn_norm=cfg.MODEL.FPN.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         pretrained=cfg.MODEL.BACKBONE.PRETRAINED,
         pass_pixels=pass_pixels,
@@ -67,15 +79,17 @@ def build_resnet_fpn_backbone(
     freeze_at: int,
     pretrained: str = "",
     pass_pixels: bool = False,
+    fpn_norm: str = "",
 ) -> ResNetFPN:
     """ResNet-FPN whose outputs "0".."3" are P2..P5 and "pool" is P6, all ``out_channels`` wide
-    (and, with ``pass_pixels``, its input under PIXELS)."""
+    (and, with ``pass_pixels``, its input under PIXELS); ``fpn_norm`` is one of HEAD_NORMS."""
     if depth not in RESNET_DEPTHS:
         raise ConfigError(f"MODEL.RESNETS.DEPTH must be one of {RESNET_DEPTHS}, got {depth}")
     if norm not in NORMS:
         raise ConfigError(f"MODEL.RESNETS.NORM must be one of {sorted(NORMS)}, got {norm!r}")
     if not 0 <= freeze_at <= len(_STAGES):
         raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT must be in 0..5, got {freeze_at}")
+    fpn_norm_layer = head_norm(fpn_norm, "MODEL.FPN.NORM")
     body = getattr(resnet, f"resnet{depth}")(weights=None, norm_layer=NORMS[norm])
     if pretrained:
         load_resnet_weights(body, pretrained, depth)
@@ -86,6 +100,7 @@ def build_resnet_fpn_backbone(
         return_layers={f"layer{k}": str(k - 1) for k in range(1, 5)},
         in_channels_list=[stage2_channels * 2 ** (k - 1) for k in range(1, 5)],
         out_channels=out_channels,
+        norm_layer=fpn_norm_layer,
         pass_pixels=pass_pixels,
     )
 

@@ -20,7 +20,11 @@ import torch
 from fvcore.common.config import CfgNode
 from torch import Tensor
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import (
+    FastRCNNConvFCHead,
+    FastRCNNPredictor,
+    TwoMLPHead,
+)
 from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
@@ -34,7 +38,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from matchrcnn.config import ConfigError
 from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
-from matchrcnn.modeling.backbone import build_backbone
+from matchrcnn.modeling.backbone import build_backbone, head_norm
 from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
 from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
 from matchrcnn.modeling.losses import MATCH_BALANCES
@@ -193,11 +197,11 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     channels = backbone.out_channels
     roi_cfg = model_cfg.ROI_HEADS
     box_cfg = model_cfg.ROI_BOX_HEAD
-    box_pool = _pooler(box_cfg)
+    box_pool = roi_pooler(model_cfg, box_cfg)
     fg_iou, bg_iou = _roi_iou_thresholds(roi_cfg.IOU_THRESHOLDS)
     roi_heads = MatchRoIHeads(
         box_pool,
-        TwoMLPHead(channels * box_pool.output_size[0] * box_pool.output_size[1], box_cfg.FC_DIM),
+        _box_head(box_cfg, channels, box_pool.output_size),
         FastRCNNPredictor(box_cfg.FC_DIM, num_classes + 1),
         fg_iou_thresh=fg_iou,
         bg_iou_thresh=bg_iou,
@@ -213,8 +217,11 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     )
     if model_cfg.MASK_ON:
         mask_cfg = model_cfg.ROI_MASK_HEAD
-        roi_heads.mask_roi_pool = _pooler(mask_cfg)
-        roi_heads.mask_head = MaskRCNNHeads(channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1)
+        roi_heads.mask_roi_pool = roi_pooler(model_cfg, mask_cfg)
+        roi_heads.mask_head = MaskRCNNHeads(
+            channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1,
+            norm_layer=head_norm(mask_cfg.NORM, "MODEL.ROI_MASK_HEAD.NORM"),
+        )
         roi_heads.mask_predictor = MaskRCNNPredictor(
             mask_cfg.CONV_DIM if mask_cfg.NUM_CONV else channels, mask_cfg.CONV_DIM, num_classes + 1
         )
@@ -225,6 +232,22 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
         image_std=model_cfg.PIXEL_STD,
     )
     return MatchRCNN(backbone, _rpn(model_cfg, channels), roi_heads, transform)
+
+
+def _box_head(box_cfg: CfgNode, channels: int, pooled: Sequence[int]) -> torch.nn.Module:
+    """NUM_CONV 3x3 convs (each followed by NORM) and NUM_FC fully connected layers, as
+    detectron2's FastRCNNConvFCHead; torchvision's TwoMLPHead (its weight names) for 0 and 2."""
+    if box_cfg.NUM_FC < 1:
+        raise ConfigError(f"MODEL.ROI_BOX_HEAD.NUM_FC must be at least 1, got {box_cfg.NUM_FC}")
+    norm = head_norm(box_cfg.NORM, "MODEL.ROI_BOX_HEAD.NORM")
+    if box_cfg.NUM_CONV == 0 and box_cfg.NUM_FC == 2:
+        return TwoMLPHead(channels * pooled[0] * pooled[1], box_cfg.FC_DIM)
+    return FastRCNNConvFCHead(
+        (channels, pooled[0], pooled[1]),
+        [box_cfg.CONV_DIM] * box_cfg.NUM_CONV,
+        [box_cfg.FC_DIM] * box_cfg.NUM_FC,
+        norm_layer=norm,
+    )
 
 
 def _rpn(model_cfg: CfgNode, channels: int) -> LevelsRPN:
@@ -275,9 +298,12 @@ def _roi_iou_thresholds(thresholds: Sequence[float]) -> tuple[float, float]:
     raise ConfigError(f"MODEL.ROI_HEADS.IOU_THRESHOLDS takes 1 or 2 values, got {thresholds}")
 
 
-def _pooler(head_cfg: CfgNode) -> MultiScaleRoIAlign:
+def roi_pooler(model_cfg: CfgNode, head_cfg: CfgNode) -> MultiScaleRoIAlign:
+    """RoIAlign over P2..P5 at the head's resolution; a box of MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
+    pixels reads P4, one of half that size P3, and so on."""
     return MultiScaleRoIAlign(
-        FEATURE_MAPS, head_cfg.POOLER_RESOLUTION, head_cfg.POOLER_SAMPLING_RATIO
+        FEATURE_MAPS, head_cfg.POOLER_RESOLUTION, head_cfg.POOLER_SAMPLING_RATIO,
+        canonical_scale=model_cfg.ROI_HEADS.CANONICAL_BOX_SIZE,
     )
 
 
@@ -291,9 +317,10 @@ def landmark_layout(cfg: CfgNode) -> LandmarkLayout:
 
 def _landmark_branch(model_cfg: CfgNode, channels: int, layout: LandmarkLayout) -> LandmarkBranch:
     head_cfg = model_cfg.ROI_LANDMARK_HEAD
-    head = LandmarkHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM)
+    head = LandmarkHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM,
+                        norm_layer=head_norm(head_cfg.NORM, "MODEL.ROI_LANDMARK_HEAD.NORM"))
     return LandmarkBranch(
-        _pooler(head_cfg),
+        roi_pooler(model_cfg, head_cfg),
         head,
         LandmarkPredictor(head_cfg.CONV_DIM, layout),
         loss_weight=head_cfg.LOSS_WEIGHT,
@@ -322,7 +349,7 @@ def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
                                     head_cfg.POOLER_SAMPLING_RATIO)
         channels = PIXEL_CHANNELS
     else:
-        pooler = _pooler(head_cfg)
+        pooler = roi_pooler(model_cfg, head_cfg)
     head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
     return MatchBranch(
         pooler,

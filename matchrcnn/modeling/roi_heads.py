@@ -269,7 +269,8 @@ class _PooledFeatures:
         self._cache: dict[tuple, Tensor] = {}
 
     def __call__(self, pool: MultiScaleRoIAlign) -> Tensor:
-        key = (tuple(pool.featmap_names), tuple(pool.output_size), pool.sampling_ratio)
+        key = (tuple(pool.featmap_names), tuple(pool.output_size), pool.sampling_ratio,
+               pool.canonical_scale, pool.canonical_level)
         if key not in self._cache:
             self._cache[key] = pool(self.features, self.boxes, self.image_shapes)
         return self._cache[key]

@@ -211,3 +211,75 @@ def test_streams_with_equal_poolers_share_one_roi_align(tiny_cfg, batch, monkeyp
     with torch.no_grad():
         model.eval()(batch[0])
     assert calls == [(7, 7), (14, 14)]  # box; masks + landmarks + match on the detections
+
+
+GROUP_NORM_EVERYWHERE = [
+    "MODEL.FPN.NORM", "GN",
+    "MODEL.ROI_BOX_HEAD.NUM_CONV", "2",
+    "MODEL.ROI_BOX_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_BOX_HEAD.NUM_FC", "1",
+    "MODEL.ROI_BOX_HEAD.NORM", "GN",
+    "MODEL.ROI_MASK_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_MASK_HEAD.NORM", "GN",
+    "MODEL.ROI_LANDMARK_HEAD.CONV_DIM", "32",
+    "MODEL.ROI_LANDMARK_HEAD.NORM", "GN",
+]
+
+
+def _count(module: torch.nn.Module, kind: type) -> int:
+    return sum(isinstance(m, kind) for m in module.modules())
+
+
+def test_group_norm_in_fpn_and_heads_follows_every_conv(tiny_cfg, batch) -> None:
+    tiny_cfg.merge_from_list(GROUP_NORM_EVERYWHERE)
+    model = build(tiny_cfg)
+    heads = model.roi_heads
+    # FPN: 4 lateral and 4 output convs; box head: 2 convs; mask and landmark heads: 2 each.
+    for module, convs in ((model.backbone.fpn, 8), (heads.box_head, 2), (heads.mask_head, 2),
+                          (heads.landmark_branch.head, 2)):
+        assert _count(module, torch.nn.Conv2d) == convs
+        assert _count(module, torch.nn.GroupNorm) == convs
+        assert all(m.bias is None for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    assert _count(heads.box_head, torch.nn.Linear) == 1
+    losses = model(*batch)
+    assert set(losses) == ALL_LOSSES and all(math.isfinite(v.item()) for v in losses.values())
+    sum(losses.values()).backward()
+    group_norms = [m for m in model.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert all(p.grad is not None for m in group_norms for p in m.parameters())
+    detections = model.eval()(batch[0])
+    assert all(d["boxes"].shape[1] == 4 and d["landmarks"].shape[1:] == (NUM_LANDMARKS, 3)
+               for d in detections)
+
+
+def test_default_box_head_keeps_torchvision_weight_names(tiny_cfg) -> None:
+    names = {n for n, _ in build(tiny_cfg).roi_heads.box_head.named_parameters()}
+    assert names == {"fc6.weight", "fc6.bias", "fc7.weight", "fc7.bias"}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("MODEL.FPN.NORM", "SyncBN"),
+        ("MODEL.ROI_BOX_HEAD.NORM", "BN"),
+        ("MODEL.ROI_MASK_HEAD.NORM", "FrozenBN"),
+        ("MODEL.ROI_LANDMARK_HEAD.NORM", "gn"),
+        ("MODEL.ROI_BOX_HEAD.NUM_FC", "0"),
+    ],
+)
+def test_head_norm_and_box_head_errors_name_the_key(tiny_cfg, key, value) -> None:
+    tiny_cfg.merge_from_list([key, value])
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        build_model(tiny_cfg)
+
+
+@pytest.mark.parametrize(("canonical", "level"), [(224, 3), (112, 4)])
+def test_canonical_box_size_chooses_the_level_every_stream_reads(tiny_cfg, canonical, level):
+    tiny_cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = canonical
+    heads = build(tiny_cfg).roi_heads
+    # Each level's map holds its own number (P2 = 2, ..., P5 = 5) on a 256 x 256 image.
+    features = {name: torch.full((1, 1, 64 >> k, 64 >> k), float(k + 2))
+                for k, name in enumerate(("0", "1", "2", "3"))}
+    box = [torch.tensor([[40.0, 40.0, 152.0, 152.0]])]  # 112 pixels square
+    for pool in (heads.box_roi_pool, heads.mask_roi_pool, heads.landmark_branch.roi_pool):
+        pooled = pool(features, box, [(256, 256)])
+        assert torch.all(pooled == level)

@@ -10,6 +10,8 @@ memory at 56x56 (see ``LandmarkPredictor``). Every function defaults to DeepFash
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -61,20 +63,29 @@ def unpack_slices(
 
 
 class LandmarkHead(nn.Sequential):
-    """RoI features (N, C, 14, 14) -> (N, conv_dim, 28, 28): 3x3 convs, then the first 2x deconv."""
+    """RoI features (N, C, 14, 14) -> (N, conv_dim, 28, 28): 3x3 convs, then the first 2x deconv.
 
-    def __init__(self, in_channels: int, num_convs: int = 8, conv_dim: int = 512) -> None:
+    ``norm_layer`` (a factory of channels, e.g. GroupNorm's) follows each conv when given; those
+    convs then have no bias, as the norm's shift replaces it.
+    """
+
+    def __init__(self, in_channels: int, num_convs: int = 8, conv_dim: int = 512,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         layers: list[nn.Module] = []
         for index in range(num_convs):
-            layers += [nn.Conv2d(in_channels if index == 0 else conv_dim, conv_dim, 3, padding=1),
-                       nn.ReLU(inplace=True)]
+            layers.append(nn.Conv2d(in_channels if index == 0 else conv_dim, conv_dim, 3,
+                                    padding=1, bias=norm_layer is None))
+            if norm_layer is not None:
+                layers.append(norm_layer(conv_dim))
+            layers.append(nn.ReLU(inplace=True))
         layers += [nn.ConvTranspose2d(conv_dim if num_convs else in_channels, conv_dim, 4, 2, 1),
                    nn.ReLU(inplace=True)]
         super().__init__(*layers)
         for layer in self.modules():
             if isinstance(layer, nn.Conv2d | nn.ConvTranspose2d):
                 nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(layer.bias)
+                if layer.bias is not None:
+                    nn.init.zeros_(layer.bias)
 
 
 class LandmarkPredictor(nn.Module):
