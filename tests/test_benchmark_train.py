@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 
 from matchrcnn.benchmarks import train as train_benchmark
+from matchrcnn.config import get_cfg, merge_file, merge_overrides
 from matchrcnn.data.categories import NUM_LANDMARKS
-from matchrcnn.modeling import check_targets
+from matchrcnn.modeling import build_model, check_targets
 
 TINY = ["--size", "96", "--warmup", "1", "--iterations", "1", "--batch-sizes", "2",
         "--device", "cpu", "--threads", "1"]
@@ -51,3 +52,19 @@ def test_amp_on_cpu_is_a_clear_error(capsys):
     assert train_benchmark.main(["--device", "cpu", "--amp"], prog="benchmark") == 2
     error = capsys.readouterr().err
     assert "--amp needs a CUDA device" in error and "cpu" in error
+
+
+def test_torchvision_model_has_our_box_mask_heads_and_poolers():
+    cfg = get_cfg()
+    merge_file(cfg, str(train_benchmark.DEFAULT_CONFIG))
+    merge_overrides(cfg, [
+        "MODEL.ROI_HEADS.CANONICAL_BOX_SIZE", "96", "MODEL.ROI_BOX_HEAD.NUM_CONV", "2",
+        "MODEL.ROI_BOX_HEAD.CONV_DIM", "32", "MODEL.ROI_BOX_HEAD.NUM_FC", "1",
+        "MODEL.ROI_BOX_HEAD.NORM", "GN", "MODEL.ROI_MASK_HEAD.NORM", "GN",
+    ])
+    theirs = train_benchmark.build_torchvision_model(cfg).roi_heads
+    ours = build_model(cfg).roi_heads
+    for name in ("box_head", "mask_head"):
+        assert repr(getattr(theirs, name)) == repr(getattr(ours, name))
+    for name in ("box_roi_pool", "mask_roi_pool", "keypoint_roi_pool"):
+        assert getattr(theirs, name).canonical_scale == 96

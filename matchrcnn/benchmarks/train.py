@@ -1,12 +1,13 @@
 """Training speed and memory: our Match R-CNN against torchvision's Mask R-CNN with keypoints.
 
-Both models are built from one config: the same backbone (build_backbone: depth, norm, FPN width,
-frozen stages), anchors, RPN settings, RoI sampling, pooler resolutions, head widths and detections
-per image. torchvision's model is its MaskRCNN with a KeypointRCNN head of 294 keypoints in place of
-our category-sliced landmark stream, and no match network. Both train on the same seeded in-memory
-batch at the same image size; a timed step is forward, backward and the SGD step (with gradient
-clipping when the config enables it), as in the trainer. The backbone starts from random weights:
-speed does not depend on them, and nothing is downloaded.
+Both models are built from one config: the same backbone (build_backbone: depth, norm, FPN width
+and norm, frozen stages), anchors, RPN settings, RoI sampling, poolers (roi_pooler), box and mask
+heads (build_box_head, build_mask_head), head widths and detections per image. torchvision's model
+is its MaskRCNN with a KeypointRCNN head of 294 keypoints in place of our category-sliced landmark
+stream (that head has no norm: MODEL.ROI_LANDMARK_HEAD.NORM is ours alone), and no match network.
+Both train on the same seeded in-memory batch at the same image size; a timed step is forward,
+backward and the SGD step (with gradient clipping when the config enables it), as in the trainer.
+The backbone starts from random weights: speed does not depend on them, and nothing is downloaded.
 
 Each (model, batch size) runs in a fresh child process of this module, so its peak memory is its
 own: torch.cuda.max_memory_allocated on CUDA; on CPU, the child's peak RSS above its RSS once torch
@@ -34,16 +35,16 @@ from fvcore.common.config import CfgNode
 from torch import Tensor, nn
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
-from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.rpn import RPNHead
 
 from matchrcnn.config import ConfigError, get_cfg, merge_file, merge_overrides
 from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS, landmark_count, landmark_slice
 from matchrcnn.engine.trainer import build_optimizer, optimizer_step
 from matchrcnn.modeling import build_backbone, build_model
-from matchrcnn.modeling.matchrcnn import roi_pooler
+from matchrcnn.modeling.matchrcnn import build_box_head, build_mask_head, roi_pooler
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPOSITORY / "configs" / "synthetic" / "quickstart.yaml"
@@ -238,7 +239,7 @@ def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
         rpn_batch_size_per_image=rpn_cfg.BATCH_SIZE_PER_IMAGE,
         rpn_positive_fraction=rpn_cfg.POSITIVE_FRACTION,
         box_roi_pool=roi_pooler(model_cfg, box_cfg),
-        box_head=TwoMLPHead(channels * box_resolution**2, box_cfg.FC_DIM),
+        box_head=build_box_head(box_cfg, channels, (box_resolution, box_resolution)),
         box_predictor=FastRCNNPredictor(box_cfg.FC_DIM, classes),
         box_score_thresh=roi_cfg.SCORE_THRESH_TEST,
         box_nms_thresh=roi_cfg.NMS_THRESH_TEST,
@@ -249,7 +250,7 @@ def build_torchvision_model(cfg: CfgNode) -> MaskRCNN:
         box_positive_fraction=roi_cfg.POSITIVE_FRACTION,
         bbox_reg_weights=tuple(box_cfg.BBOX_REG_WEIGHTS),
         mask_roi_pool=roi_pooler(model_cfg, mask_cfg),
-        mask_head=MaskRCNNHeads(channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1),
+        mask_head=build_mask_head(mask_cfg, channels),
         mask_predictor=MaskRCNNPredictor(mask_dim, mask_cfg.CONV_DIM, classes),
     )
     heads = model.roi_heads

@@ -201,7 +201,7 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     fg_iou, bg_iou = _roi_iou_thresholds(roi_cfg.IOU_THRESHOLDS)
     roi_heads = MatchRoIHeads(
         box_pool,
-        _box_head(box_cfg, channels, box_pool.output_size),
+        build_box_head(box_cfg, channels, box_pool.output_size),
         FastRCNNPredictor(box_cfg.FC_DIM, num_classes + 1),
         fg_iou_thresh=fg_iou,
         bg_iou_thresh=bg_iou,
@@ -218,10 +218,7 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     if model_cfg.MASK_ON:
         mask_cfg = model_cfg.ROI_MASK_HEAD
         roi_heads.mask_roi_pool = roi_pooler(model_cfg, mask_cfg)
-        roi_heads.mask_head = MaskRCNNHeads(
-            channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1,
-            norm_layer=head_norm(mask_cfg.NORM, "MODEL.ROI_MASK_HEAD.NORM"),
-        )
+        roi_heads.mask_head = build_mask_head(mask_cfg, channels)
         roi_heads.mask_predictor = MaskRCNNPredictor(
             mask_cfg.CONV_DIM if mask_cfg.NUM_CONV else channels, mask_cfg.CONV_DIM, num_classes + 1
         )
@@ -234,7 +231,7 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
     return MatchRCNN(backbone, _rpn(model_cfg, channels), roi_heads, transform)
 
 
-def _box_head(box_cfg: CfgNode, channels: int, pooled: Sequence[int]) -> torch.nn.Module:
+def build_box_head(box_cfg: CfgNode, channels: int, pooled: Sequence[int]) -> torch.nn.Module:
     """NUM_CONV 3x3 convs (each followed by NORM) and NUM_FC fully connected layers, as
     detectron2's FastRCNNConvFCHead; torchvision's TwoMLPHead (its weight names) for 0 and 2."""
     if box_cfg.NUM_FC < 1:
@@ -247,6 +244,14 @@ def _box_head(box_cfg: CfgNode, channels: int, pooled: Sequence[int]) -> torch.n
         [box_cfg.CONV_DIM] * box_cfg.NUM_CONV,
         [box_cfg.FC_DIM] * box_cfg.NUM_FC,
         norm_layer=norm,
+    )
+
+
+def build_mask_head(mask_cfg: CfgNode, channels: int) -> MaskRCNNHeads:
+    """torchvision's mask head: NUM_CONV 3x3 convs of CONV_DIM channels, each followed by NORM."""
+    return MaskRCNNHeads(
+        channels, [mask_cfg.CONV_DIM] * mask_cfg.NUM_CONV, 1,
+        norm_layer=head_norm(mask_cfg.NORM, "MODEL.ROI_MASK_HEAD.NORM"),
     )
 
 
