@@ -2,7 +2,8 @@
 
 torchvision wheels are built against one torch build; pairing them with another (a CPU-only torch
 from a local wheel with torchvision from PyPI, say) imports fine but breaks at the first nms or
-roi_align, deep inside a training step. We try one op at import time instead.
+roi_align, deep inside a training step. We try one op when ``matchrcnn.modeling`` is imported
+instead, where a model is built: tools that only read or score files never load torch.
 """
 
 from __future__ import annotations

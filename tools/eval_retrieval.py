@@ -3,6 +3,7 @@
 model run end to end on a split.
 
   tools/eval_retrieval.py --results R.json --query-gt Q.json --gallery-gt G.json [--gt-boxes]
+                          [--strict]
   tools/eval_retrieval.py --config-file C --weights W --split NAME [--gallery DIR] [--out DIR]
 
 Each query item (a user-image item with style > 0) takes the best-scoring detection of its class
@@ -10,8 +11,17 @@ among those assigned to it by highest box IoU, and is correct at top-k when one 
 retrieved entries shows a shop image of its pair_id and style with a box of IoU >= 0.5. Prints
 top-1/5/10/15/20 accuracy as a table, or with --json one object {"top1", "top5", "top10",
 "top15", "top20", "queries", "missed"}: queries counts the query items, missed those whose image
-has detections of which none went to the item with its class. A malformed file stops the run
-(exit 1) with every bad entry named.
+has detections of which none went to the item with its class.
+
+A file is scored exactly as the official deepfashion2_retrieval_test.py scores it. What that
+script scores although the format forbids it is scored the same way, with one warning line per
+kind on stderr giving the count and the first entries: boxes with x2 < x1 or y2 < y1 (IoU 0 with
+every box: a query box goes to its image's first item, a retrieved box matches nothing), a
+query_cls outside 1..13 (it matches no item), more than 20 retrieved entries (only the first 20
+count) and detections of images outside the query ground truth (never read). --strict refuses
+them instead. A malformed file (a missing key, fewer than 20 retrieved entries, a value of the
+wrong type, NaN) stops the run (exit 1), nothing scored, with one line per bad entry:
+"problem: FILE: entry N: REASON".
 
 --gt-boxes: the ground-truth-box mode. Queries were made from the ground-truth boxes: every
 entry carries the exact box and class of an item of its image, and each item is scored with the
@@ -24,6 +34,8 @@ images and searches the gallery for each detection, writes the official results 
 OUT/retrieval_results.json, scores it against the split's retrieval ground truth and writes the
 accuracy to OUT/retrieval_accuracy.json. Every detection is a query (the protocol picks the best
 per item); --min-score applies to the gallery's items.
+
+Scoring files imports neither torch nor FAISS; model mode loads them.
 """
 
 from __future__ import annotations
@@ -33,25 +45,8 @@ import json
 import sys
 from pathlib import Path
 
-from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog
-from matchrcnn.evaluation.results import write_results
+from matchrcnn.evaluation.cli import print_warnings, run_scoring
 from matchrcnn.evaluation.retrieval import evaluate_retrieval, format_table
-from matchrcnn.retrieval.build import BuildSettings, build_gallery
-from matchrcnn.retrieval.cli import (
-    Interrupted,
-    add_index_arguments,
-    add_max_pixels,
-    add_model_arguments,
-    add_opts,
-    index_config,
-    load_model,
-    run_tool,
-)
-from matchrcnn.retrieval.evaluate import detected_retrieval_entries
-from matchrcnn.retrieval.gallery import Gallery
-from matchrcnn.retrieval.inference import InferenceSettings
-from matchrcnn.retrieval.sources import split_sources
-from matchrcnn.utils.atomic import write_json_atomic
 
 RESULTS_FILE = "retrieval_results.json"
 ACCURACY_FILE = "retrieval_accuracy.json"
@@ -66,8 +61,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     files.add_argument("--gallery-gt", help="gallery ground truth JSON")
     files.add_argument("--gt-boxes", action="store_true",
                        help="ground-truth-box mode (see above) instead of detected boxes")
+    files.add_argument("--strict", action="store_true",
+                       help="refuse what the official script scores although the format forbids "
+                            "it (see above)")
+    # Model mode's arguments are spelled out here rather than taken from matchrcnn.retrieval.cli,
+    # whose import loads torch and FAISS: scoring files and --help need neither.
     model = parser.add_argument_group("running a model on a split")
-    add_model_arguments(model, required=False)
+    model.add_argument("--config-file", metavar="FILE",
+                       help="the model's config (e.g. configs/synthetic/quickstart.yaml)")
+    model.add_argument("--weights", metavar="FILE",
+                       help="trained weights (a checkpoint such as model_final.pth)")
     model.add_argument("--split", help="a registered split with shop and user images")
     model.add_argument("--gallery", metavar="DIR", help="gallery directory (default OUT/gallery)")
     model.add_argument("--out", metavar="DIR",
@@ -78,11 +81,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="search only gallery items of the detection's own category")
     model.add_argument("--batch-size", type=int, default=4, help="images per model call")
     model.add_argument("--workers", type=int, default=2, help="image decoding threads")
-    add_max_pixels(model)
-    add_index_arguments(model)
+    model.add_argument("--max-pixels", type=int, metavar="N",
+                       help="refuse images of more than N pixels (width x height; default: the "
+                            "limit of tools/build_gallery.py --max-pixels)")
+    model.add_argument("--index", metavar="KIND",
+                       help="FAISS index kind, as in tools/build_gallery.py --index; default: "
+                            "flat for a new gallery, an existing gallery keeps its own")
+    model.add_argument("--index-setting", action="append", default=[], metavar="KEY=VALUE",
+                       help="an index setting (nlist, m, nbits, nprobe, train_size, hnsw_m, "
+                            "ef_construction, ef_search, rerank); repeat for several")
     model.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    add_opts(parser)
+    parser.add_argument("opts", nargs=argparse.REMAINDER,
+                        help="model mode: KEY VALUE config overrides, e.g. MODEL.DEVICE cpu")
     args = parser.parse_args(argv)
     model_mode = [args.config_file, args.weights, args.split]
     file_mode = [args.results, args.query_gt, args.gallery_gt]
@@ -99,8 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def score(results: str, query_gt: str, gallery_gt: str, gt_boxes: bool, as_json: bool) -> dict:
-    accuracy = evaluate_retrieval(results, query_gt, gallery_gt, gt_boxes=gt_boxes)
+def score(results: str, query_gt: str, gallery_gt: str, gt_boxes: bool, as_json: bool,
+          strict: bool = False) -> dict:
+    accuracy = evaluate_retrieval(results, query_gt, gallery_gt, gt_boxes=gt_boxes, strict=strict)
+    print_warnings(accuracy.warnings)
     if as_json:
         print(json.dumps(accuracy.as_dict()))
     else:
@@ -110,6 +123,17 @@ def score(results: str, query_gt: str, gallery_gt: str, gt_boxes: bool, as_json:
 
 
 def run_model(args: argparse.Namespace) -> int:
+    from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog
+    from matchrcnn.evaluation.results import write_results
+    from matchrcnn.retrieval.build import BuildSettings, build_gallery
+    from matchrcnn.retrieval.cli import Interrupted, index_config, load_model
+    from matchrcnn.retrieval.evaluate import detected_retrieval_entries
+    from matchrcnn.retrieval.gallery import Gallery
+    from matchrcnn.retrieval.images import DEFAULT_MAX_PIXELS
+    from matchrcnn.retrieval.inference import InferenceSettings
+    from matchrcnn.retrieval.sources import split_sources
+    from matchrcnn.utils.atomic import write_json_atomic
+
     if args.split not in DatasetCatalog.names():
         raise ValueError(f"--split {args.split}: not a registered split (registered: "
                          f"{', '.join(DatasetCatalog.names())})")
@@ -126,7 +150,8 @@ def run_model(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("output") / "eval_retrieval" / args.split)
     gallery_dir = Path(args.gallery or out / "gallery")
     config = index_config(args.index, args.index_setting)
-    inference = InferenceSettings(args.batch_size, args.workers, args.max_pixels)
+    max_pixels = DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    inference = InferenceSettings(args.batch_size, args.workers, max_pixels)
     settings = BuildSettings(args.min_score, inference=inference, progress=not args.no_progress)
     model = load_model(args.config_file, args.weights, args.opts)
 
@@ -153,13 +178,17 @@ def run_model(args: argparse.Namespace) -> int:
 
 
 def run_files(args: argparse.Namespace) -> int:
-    score(args.results, args.query_gt, args.gallery_gt, args.gt_boxes, args.json)
+    score(args.results, args.query_gt, args.gallery_gt, args.gt_boxes, args.json, args.strict)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_tool(lambda: run_model(args) if args.config_file else run_files(args))
+    if not args.config_file:
+        return run_scoring(lambda: run_files(args))
+    from matchrcnn.retrieval.cli import run_tool
+
+    return run_tool(lambda: run_model(args))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 Retrieval: a seeded random submission (about 20,000 detections of 20 retrieved entries) over the
 real DeepFashion2 validation retrieval ground truth (tests/evaluation/data, or --query-gt and
---gallery-gt) is written to a temporary directory and scored from the files by the plain loop of
-tests/evaluation/reference_retrieval.py (found when run from the repository) and by
-evaluate_retrieval, best of --repeat runs each; the project's readers alone are timed too (files
-to checked arrays); then both again from memory, without the files.
+--gallery-gt) is written to a temporary directory and scored from the files, best of --repeat runs
+each: as a user runs it, tools/eval_retrieval.py --json as a whole process (interpreter start and
+imports included), beside the plain loop of tests/evaluation/reference_retrieval.py (found when
+run from the repository) as a whole process too; then in this process evaluate_retrieval and the
+loop from the files, the project's readers alone (files to checked arrays), and both from memory,
+without the files. The official deepfashion2_retrieval_test.py is not run: it is Python 2 with
+its paths written into it, and the project carries no copy of it.
 AP: seeded synthetic ground truth in DeepFashion2's COCO form (--images images, 1.72 items each,
 polygons, 294 landmarks) and official-format results perturbed from it; every task is timed with
 each backend (validation of the results included) and the numbers are compared.
@@ -19,6 +22,8 @@ import importlib.util
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,7 +41,9 @@ from matchrcnn.evaluation.synthetic import (
     synthetic_coco_results,
 )
 
-REPOSITORY_TESTS = Path(__file__).resolve().parents[2] / "tests" / "evaluation"
+REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY_TESTS = REPOSITORY / "tests" / "evaluation"
+TOOL = REPOSITORY / "tools" / "eval_retrieval.py"
 
 
 def _reference_module() -> ModuleType | None:
@@ -65,6 +72,27 @@ def _best_of(repeat: int, run: Callable[[], Any]) -> tuple[float, Any]:
     return best, value
 
 
+def _process(command: list[str]) -> dict:
+    """What a command prints as its last line, as JSON (it fails loudly if the command fails)."""
+    run = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _processes(args: argparse.Namespace, paths: list[Path]) -> tuple[float, dict, float]:
+    """Whole-process seconds of the tool and of the reference loop, and the tool's numbers;
+    both are files of the repository checkout, like the reference module."""
+    files = [str(path) for path in paths]
+    tool = [sys.executable, str(TOOL), "--results", files[0], "--query-gt", files[1],
+            "--gallery-gt", files[2], "--json"]
+    tool_seconds, printed = _best_of(args.repeat, lambda: _process(tool))
+    loop = [sys.executable, "-c", "import json, sys; sys.path.insert(0, sys.argv[1]); "
+            "from reference_retrieval import reference_retrieval; "
+            "print(json.dumps(reference_retrieval(*sys.argv[2:])))",
+            str(REPOSITORY_TESTS), *files]
+    loop_seconds, _ = _best_of(args.repeat, lambda: _process(loop))
+    return tool_seconds, printed, loop_seconds
+
+
 def _retrieval(args: argparse.Namespace) -> bool:
     query_gt, gallery_gt = _load_json(args.query_gt), _load_json(args.gallery_gt)
     if args.query_images:
@@ -78,36 +106,38 @@ def _retrieval(args: argparse.Namespace) -> bool:
         for path, data in zip(paths, (results, query_gt, gallery_gt), strict=True):
             path.write_text(json.dumps(data), encoding="utf-8")
         size_mb = paths[0].stat().st_size / 2**20
+        if reference is None:
+            print("reference loop and tools/eval_retrieval.py not found: run from the repository")
+            return False
+        tool, printed, loop = _processes(args, paths)
         ours_files, accuracy = _best_of(args.repeat, lambda: evaluate_retrieval(*paths))
         readers = (read_retrieval_results, read_query_gt, read_gallery_gt)
         reading, _ = _best_of(args.repeat, lambda: [
             reader(path) for reader, path in zip(readers, paths, strict=True)])
         load, loaded = _best_of(args.repeat, lambda: [_load_json(path) for path in paths])
-        if reference is not None:
-            reference_files, expected = _best_of(
-                args.repeat, lambda: reference.reference_retrieval(*paths))
+        reference_files, expected = _best_of(
+            args.repeat, lambda: reference.reference_retrieval(*paths))
     arrays = (read_retrieval_results(results), read_query_gt(query_gt),
               read_gallery_gt(gallery_gt))
     ours_memory, _ = _best_of(args.repeat, lambda: evaluate_retrieval(*arrays))
     print(f"retrieval: {len(query_gt)} query ground-truth items ({accuracy.queries} with "
           f"style > 0), {len(gallery_gt)} gallery items, {len(results)} detections x 20 "
           f"entries, results file {size_mb:.1f} MiB; best of {args.repeat}")
+    print(f"  tools/eval_retrieval.py --json, whole process {tool:7.3f} s")
+    print(f"  reference loop, whole process                {loop:8.3f} s  "
+          f"ours {loop / tool:6.1f}x faster")
     print(f"  json.load of the three files                 {load:8.3f} s")
     print(f"  project's readers, files -> checked arrays   {reading:8.3f} s")
     print(f"  evaluate_retrieval, files -> numbers         {ours_files:8.3f} s")
     print(f"  evaluate_retrieval, arrays in memory         {ours_memory:8.3f} s")
-    if reference is None:
-        print("  reference loop not found (run from the repository to time it)")
-        print(f"  numbers {json.dumps(accuracy.as_dict())}")
-        return True
     reference_memory, _ = _best_of(args.repeat, lambda: reference.reference_retrieval(*loaded))
     print(f"  reference loop, files -> numbers             {reference_files:8.3f} s  "
           f"ours {reference_files / ours_files:6.1f}x faster")
     print(f"  reference loop, lists in memory              {reference_memory:8.3f} s  "
           f"ours {reference_memory / ours_memory:6.1f}x faster")
-    identical = accuracy.as_dict() == expected
-    print(f"  numbers identical to the reference: {'yes' if identical else 'NO'} "
-          f"{json.dumps(accuracy.as_dict())}")
+    identical = accuracy.as_dict() == expected == printed
+    print(f"  numbers identical to the reference (tool and in process): "
+          f"{'yes' if identical else 'NO'} {json.dumps(accuracy.as_dict())}")
     return identical
 
 

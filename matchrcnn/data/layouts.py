@@ -5,6 +5,11 @@ and scored on the slots ``layout.slots(c)`` only, in that order. DeepFashion2 gi
 its own contiguous slice of 294 slots; FashionAI names 24 slots of which each category uses a
 subset; SAL-HG's 32 unified slots are shared by every garment. Named layouts are registered here
 and chosen by MODEL.ROI_LANDMARK_HEAD.LAYOUT.
+
+A layout's ``flip_pairs`` say which slots trade places when an image is mirrored (left and right
+cuff, ...): DeepFashion2's come from the package's table (categories.landmark_flip_pairs),
+FashionAI's from its left/right landmark names. SAL-HG's layout numbers its 32 points without
+saying which mirror which, so it has none and its images are not flipped.
 """
 
 from __future__ import annotations
@@ -12,10 +17,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-import torch
+from matchrcnn.data.categories import (
+    CATEGORY_NAMES,
+    LANDMARK_COUNTS,
+    keypoint_oks_sigmas,
+    landmark_flip_pairs,
+)
 
-from matchrcnn.data.categories import CATEGORY_NAMES, LANDMARK_COUNTS, keypoint_oks_sigmas
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,6 +43,9 @@ class LandmarkLayout:
     reference_pairs: Mapping[str, tuple[str, str]] | None = None
     """Per category name, the two slots whose distance normalises landmark errors (FashionAI's
     normalized error); None where the dataset defines no such metric."""
+    flip_pairs: tuple[tuple[int, int], ...] | None = None
+    """Slot pairs (0-based) that swap under a horizontal flip; slots in none map to themselves.
+    None where the dataset does not say which landmarks mirror which (no flip augmentation)."""
 
     def __post_init__(self) -> None:
         if len(self.category_slots) != len(self.category_names):
@@ -46,6 +61,23 @@ class LandmarkLayout:
         for category, pair in (self.reference_pairs or {}).items():
             if category not in self.category_names or not set(pair) <= set(self.slot_names):
                 raise ValueError(f"layout {self.name!r}: bad reference pair {category}: {pair}")
+        if self.flip_pairs is not None:
+            self._check_flip_pairs()
+
+    def _check_flip_pairs(self) -> None:
+        """Each slot in at most one pair, and a category's slots closed under the flip."""
+        paired = [slot for pair in self.flip_pairs for slot in pair]
+        if len(set(paired)) != len(paired) or any(a == b for a, b in self.flip_pairs):
+            raise ValueError(f"layout {self.name!r}: flip pairs must name each slot at most once")
+        if min(paired, default=0) < 0 or max(paired, default=0) >= self.num_slots:
+            raise ValueError(f"layout {self.name!r}: a flip pair names a slot outside 0..."
+                             f"{self.num_slots - 1}")
+        flip = self.flip_indices
+        for name, slots in zip(self.category_names, self.category_slots, strict=True):
+            outside = sorted(flip[slot] for slot in slots if flip[slot] not in slots)
+            if outside:
+                raise ValueError(f"layout {self.name!r}: flipping {name} would move its "
+                                 f"landmarks to slots {outside}, which it does not use")
 
     @property
     def num_slots(self) -> int:
@@ -67,12 +99,29 @@ class LandmarkLayout:
                              f"1..{self.num_categories}, got {category_id!r}")
         return self.category_slots[category_id - 1]
 
+    @cached_property
+    def flip_indices(self) -> tuple[int, ...] | None:
+        """For each slot, the slot its landmark moves to under a horizontal flip (an involution,
+        detectron2's ``keypoint_hflip_indices``); None without flip pairs."""
+        if self.flip_pairs is None:
+            return None
+        indices = list(range(self.num_slots))
+        for a, b in self.flip_pairs:
+            indices[a], indices[b] = b, a
+        return tuple(indices)
+
+    def named_flip_pairs(self) -> list[tuple[str, str]]:
+        """The flip pairs by slot name: detectron2's ``keypoint_flip_map`` metadata."""
+        return [(self.slot_names[a], self.slot_names[b]) for a, b in self.flip_pairs or ()]
+
     def slot_index(self, name: str) -> int:
         return self.slot_names.index(name)
 
     @cached_property
     def slot_table(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(categories, max_landmarks) slot numbers padded with ``num_slots``, and the counts."""
+        import torch
+
         table = torch.full((self.num_categories, self.max_landmarks), self.num_slots)
         for row, slots in enumerate(self.category_slots):
             table[row, : len(slots)] = torch.tensor(slots)
@@ -97,6 +146,7 @@ def _deepfashion2() -> LandmarkLayout:
         category_slots=tuple(tuple(range(start, start + count))
                              for start, count in zip(starts, LANDMARK_COUNTS, strict=True)),
         oks_sigmas=keypoint_oks_sigmas(),
+        flip_pairs=landmark_flip_pairs(),
     )
 
 
@@ -136,6 +186,8 @@ def _fashionai() -> LandmarkLayout:
                              for landmarks in FASHIONAI_CATEGORY_LANDMARKS.values()),
         reference_pairs={"blouse": armpits, "outwear": armpits, "dress": armpits,
                          "skirt": waistband, "trousers": waistband},
+        flip_pairs=tuple((index, FASHIONAI_LANDMARKS.index(name.replace("left", "right")))
+                         for index, name in enumerate(FASHIONAI_LANDMARKS) if "left" in name),
     )
 
 

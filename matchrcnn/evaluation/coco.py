@@ -30,6 +30,7 @@ import numpy as np
 from matchrcnn.data.categories import keypoint_oks_sigmas
 from matchrcnn.evaluation.entries import EntriesError, Problems, Source, check_known, read_json
 from matchrcnn.evaluation.results import (
+    CocoResults,
     box_results,
     landmark_results,
     mask_results,
@@ -72,10 +73,11 @@ def load_coco_gt(source: str | os.PathLike | Mapping, tasks: Iterable[str] = TAS
     data = source if isinstance(source, Mapping) else read_json(source)
     name = "<ground truth>" if isinstance(source, Mapping) else str(source)
     if not isinstance(data, Mapping):
-        raise EntriesError(f"{name}: a COCO ground truth is a JSON object")
+        raise EntriesError(f"{name}: a COCO ground truth is a JSON object", name)
     missing = [key for key in ("images", "annotations", "categories") if key not in data]
     if missing:
-        raise EntriesError(f"{name}: not a COCO ground truth, missing {', '.join(missing)}")
+        raise EntriesError(f"{name}: not a COCO ground truth, missing {', '.join(missing)}",
+                           name)
     needed = ["id", "image_id", "category_id", "bbox", "area"]
     needed += [key for task in tasks for key in _TASK_FIELDS[task] if key not in needed]
     problems = Problems(f"{name} annotations")
@@ -208,8 +210,8 @@ def _run(coco_gt: Mapping, results: list[dict], task: str, backend: str,
     return _summary(evaluation, params, iou_type)
 
 
-def _results_by_task(coco_gt: Mapping, results: Mapping[str, Source], tasks: list[str],
-                     ) -> dict[str, list[dict]]:
+def _results_by_task(coco_gt: Mapping, results: Mapping[str, Source | CocoResults],
+                     tasks: list[str]) -> dict[str, list[dict]]:
     needed = {_RESULTS_OF_TASK[task] for task in tasks}
     missing = sorted(needed - set(results))
     if missing:
@@ -217,12 +219,14 @@ def _results_by_task(coco_gt: Mapping, results: Mapping[str, Source], tasks: lis
     return {kind: read_coco_results(results[kind], kind, coco_gt) for kind in needed}
 
 
-def evaluate_results(coco_gt: str | os.PathLike | Mapping, results: Mapping[str, Source],
+def evaluate_results(coco_gt: str | os.PathLike | Mapping,
+                     results: Mapping[str, Source | CocoResults],
                      tasks: Iterable[str] = TASKS, backend: str = "faster",
                      ) -> dict[str, dict[str, float | None]]:
     """AP of official result files (or loaded lists) keyed "bbox", "segm" and "landmarks".
 
-    Every file is validated first (``EntriesError`` names each malformed entry). Returns, per task,
+    Every file or list is validated first (``EntriesError`` names each malformed entry); a
+    CocoResults from ``results.load_coco_results`` is taken as validated. Returns, per task,
     COCO's summary: AP, AP50, AP75, APs/APm/APl and AR1/AR10/AR100/ARs/ARm/ARl for boxes and
     masks; AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl for landmarks; fractions in [0, 1],
     None where nothing can be measured (no ground truth in an area range).
@@ -254,25 +258,39 @@ def evaluate_coco(coco_gt: str | os.PathLike | Mapping, predictions: Sequence[Ma
     return {task: _run(gt, by_kind[_RESULTS_OF_TASK[task]], task, backend) for task in tasks}
 
 
-def evaluate_breakdowns(coco_gt: str | os.PathLike | Mapping, results: Mapping[str, Source],
+def check_attributes(coco_gt: Mapping, attributes: Iterable[str] = tuple(ATTRIBUTES),
+                     name: str = "<ground truth>") -> None:
+    """Every annotation must hold each attribute the breakdowns split by (EntriesError names
+    the file, ``name``, otherwise)."""
+    for attribute in attributes:
+        if attribute not in ATTRIBUTES:
+            raise ValueError(f"unknown attribute {attribute!r}; choose from {tuple(ATTRIBUTES)}")
+        lacking = [ann.get("id") for ann in coco_gt["annotations"] if attribute not in ann]
+        if lacking:
+            raise EntriesError(f"{name}: {len(lacking)} annotations have no {attribute!r} (ids "
+                               f"{lacking[:5]}...); breakdowns need the attributes that "
+                               f"tools/convert_deepfashion2.py writes", name)
+
+
+def evaluate_breakdowns(coco_gt: str | os.PathLike | Mapping,
+                        results: Mapping[str, Source | CocoResults],
                         tasks: Iterable[str] = TASKS, backend: str = "faster",
                         attributes: Iterable[str] = tuple(ATTRIBUTES),
                         ) -> dict[str, dict[str, dict[str, dict[str, float | None]]]]:
     """AP, AP50 and AP75 per attribute value: ``{task: {attribute: {value name: metrics}}}``.
 
-    Subsets are formed as the module docstring says; one evaluation per task and value.
+    Subsets are formed as the module docstring says; one evaluation per task and value. The
+    results are taken as by ``evaluate_results``; a ground truth whose annotations lack an
+    attribute raises EntriesError (``check_attributes``).
     """
     tasks = _task_list(tasks)
+    attributes = list(attributes)
     gt = load_coco_gt(coco_gt, tasks)
+    check_attributes(gt, attributes,
+                     "<ground truth>" if isinstance(coco_gt, Mapping) else str(coco_gt))
     by_kind = _results_by_task(gt, results, tasks)
     breakdowns: dict = {task: {} for task in tasks}
     for attribute in attributes:
-        if attribute not in ATTRIBUTES:
-            raise ValueError(f"unknown attribute {attribute!r}; choose from {tuple(ATTRIBUTES)}")
-        lacking = [ann.get("id") for ann in gt["annotations"] if attribute not in ann]
-        if lacking:
-            raise ValueError(f"{len(lacking)} ground-truth annotations have no {attribute!r} "
-                             f"(ids {lacking[:5]}...); breakdowns need the converter's attributes")
         values = np.array([ann[attribute] for ann in gt["annotations"]])
         for task in tasks:
             breakdowns[task][attribute] = {

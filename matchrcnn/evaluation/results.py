@@ -11,6 +11,7 @@ file, each bad entry and what is wrong with it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Collection, Mapping, Sequence
@@ -24,13 +25,16 @@ from matchrcnn.evaluation.entries import (
     Field,
     Problems,
     Source,
-    check_categories,
-    check_corners,
-    check_known,
+    category_problem,
     check_size,
     columns,
+    corner_problem,
+    flipped_corners,
     load_columns,
     load_entries,
+    outside_categories,
+    unknown_ids,
+    unknown_problem,
 )
 from matchrcnn.utils.atomic import write_text_atomic
 
@@ -49,9 +53,17 @@ class RetrievalSubmission:
     gallery_image_id: np.ndarray  # (R, 20) int64
     gallery_box: np.ndarray  # (R, 20, 4) float64 XYXY
     name: str = "<results>"
+    warnings: tuple[str, ...] = dataclasses.field(default=(), compare=False)
+    """What was read as the official script reads it although it breaks the format."""
 
     def __len__(self) -> int:
         return len(self.query_image_id)
+
+    def only(self, keep: np.ndarray) -> RetrievalSubmission:
+        """The detections where ``keep`` is true."""
+        arrays = {field.name: getattr(self, field.name)[keep]
+                  for field in dataclasses.fields(self) if field.name not in ("name", "warnings")}
+        return RetrievalSubmission(**arrays, name=self.name, warnings=self.warnings)
 
 
 # --- writers ------------------------------------------------------------------------------------
@@ -185,16 +197,18 @@ def write_results(path: str | os.PathLike, entries: list[dict]) -> None:
 
 COCO_TASKS = ("bbox", "segm", "landmarks")
 _COCO_FIELDS: dict[str, tuple[Field, ...]] = {
-    "bbox": (("image_id", (), True), ("category_id", (), True), ("bbox", (4,), False),
-             ("score", (), False)),
-    "segm": (("image_id", (), True), ("category_id", (), True), ("score", (), False)),
-    "landmarks": (("image_id", (), True), ("category_id", (), True),
-                  ("keypoints", (NUM_LANDMARKS * 3,), False), ("score", (), False)),
+    "bbox": (Field("image_id", (), True), Field("category_id", (), True),
+             Field("bbox", (4,), False), Field("score", (), False)),
+    "segm": (Field("image_id", (), True), Field("category_id", (), True),
+             Field("score", (), False)),
+    "landmarks": (Field("image_id", (), True), Field("category_id", (), True),
+                  Field("keypoints", (NUM_LANDMARKS * 3,), False), Field("score", (), False)),
 }
 _RETRIEVAL_FIELDS: tuple[Field, ...] = (
-    ("query_image_id", (), True), ("query_bbox", (4,), False), ("query_cls", (), True),
-    ("query_score", (), False), ("gallery_image_id", (RETRIEVED,), True),
-    ("gallery_bbox", (RETRIEVED, 4), False),
+    Field("query_image_id", (), True), Field("query_bbox", (4,), False),
+    Field("query_cls", (), True), Field("query_score", (), False),
+    Field("gallery_image_id", (RETRIEVED,), True, at_least=True),
+    Field("gallery_bbox", (RETRIEVED, 4), False, at_least=True),
 )
 
 
@@ -216,62 +230,133 @@ def _check_rle(entries: list, sizes: Mapping[int, tuple[int, int]] | None,
                          f"{entry['image_id']}'s [height, width] {list(image_size)}")
 
 
-def read_coco_results(source: Source, task: str, coco_gt: Mapping | None = None) -> list[dict]:
+@dataclass(frozen=True)
+class CocoResults:
+    """A validated box, mask or landmark results file: the entries scored, and warnings about
+    those left out."""
+
+    entries: list[dict]
+    name: str
+    warnings: tuple[str, ...] = ()
+
+
+def load_coco_results(source: Source | CocoResults, task: str, coco_gt: Mapping | None = None,
+                      *, strict: bool = True) -> CocoResults:
     """Load and validate a box (``bbox``), mask (``segm``) or landmark results file.
 
     With ``coco_gt`` (the loaded ground truth), image ids must be its images and mask sizes their
-    sizes. Returns the entries as loaded; raises EntriesError naming every malformed entry.
+    sizes. Raises EntriesError naming every malformed entry. Not ``strict``, entries of images
+    outside the ground truth and of categories outside 1..13 are left out, with a warning line
+    each, instead: COCOeval would never score them. A CocoResults is returned as it is.
     """
+    if isinstance(source, CocoResults):
+        return source
     if task not in COCO_TASKS:
         raise ValueError(f"task must be one of {COCO_TASKS}, got {task!r}")
     entries, name = load_entries(source)
-    problems = Problems(name)
+    problems = Problems(name, strict)
     arrays = columns(entries, _COCO_FIELDS[task], problems)
-    check_categories(arrays["category_id"], "category_id", problems)
+    categories = arrays["category_id"]
+    outside = outside_categories(categories)
+    problems.tolerate(np.flatnonzero(outside),
+                      lambda i: category_problem(categories, "category_id", i),
+                      "with a 'category_id' outside 1..13, left out (COCOeval scores only the "
+                      "ground truth's categories)")
     sizes = None
     if coco_gt is not None:
         sizes = {image["id"]: (image["height"], image["width"]) for image in coco_gt["images"]}
-        check_known(arrays["image_id"], sizes.keys(), "image_id", "ground truth", problems)
+        image_ids = arrays["image_id"]
+        unknown = unknown_ids(image_ids, np.fromiter(sizes, dtype=np.int64, count=len(sizes)))
+        problems.tolerate(np.flatnonzero(unknown),
+                          lambda i: unknown_problem(image_ids, "image_id", "ground truth", i),
+                          "for images not in the ground truth, left out")
+        outside |= unknown
     if task == "bbox":
         problems.add_rows((arrays["bbox"][:, 2:] < 0).any(axis=1),
                           "'bbox' has a negative width or height")
     if task == "segm":
         _check_rle(entries, sizes, problems)
     problems.raise_if_any()
-    return entries
+    if outside.any():
+        entries = [entry for entry, left_out in zip(entries, outside.tolist(), strict=True)
+                   if not left_out]
+    return CocoResults(entries, name, tuple(problems.warnings))
+
+
+def read_coco_results(source: Source | CocoResults, task: str,
+                      coco_gt: Mapping | None = None) -> list[dict]:
+    """The entries of a results file, validated strictly (``load_coco_results``), as loaded."""
+    return load_coco_results(source, task, coco_gt).entries
+
+
+_OFFICIAL_IOU = ("scored as by the official script: IoU 0 with every ground-truth box, so a "
+                 "query box goes to its image's first item and a retrieved box matches nothing")
+
+
+def _tolerate_submission(arrays: Mapping[str, np.ndarray], problems: Problems) -> None:
+    """What the official script scores although the format forbids it: classes outside 1..13
+    (they match no item) and boxes with x2 < x1 or y2 < y1 (IoU 0 with everything)."""
+    classes = arrays["query_cls"]
+    problems.tolerate(
+        np.flatnonzero(outside_categories(classes)),
+        lambda i: category_problem(classes, "query_cls", i),
+        "with a 'query_cls' outside 1..13, scored as by the official script: such a detection "
+        "matches no item's class")
+    query, gallery = flipped_corners(arrays["query_bbox"]), flipped_corners(arrays["gallery_bbox"])
+    problems.tolerate(
+        np.flatnonzero(query | gallery),
+        lambda i: corner_problem("query_bbox" if query[i] else "gallery_bbox"),
+        f"with a box with x2 < x1 or y2 < y1 ('query_bbox' or 'gallery_bbox'), {_OFFICIAL_IOU}")
+
+
+def _known_images_only(submission: RetrievalSubmission,
+                       query_image_ids: Collection[int] | np.ndarray,
+                       problems: Problems) -> RetrievalSubmission:
+    """Detections of images outside the query ground truth: the official script never looks at
+    them; so, unless strict, they are left out with a warning."""
+    ids = submission.query_image_id
+    unknown = unknown_ids(ids, query_image_ids)
+    problems.tolerate(np.flatnonzero(unknown),
+                      lambda i: unknown_problem(ids, "query_image_id", "query ground truth", i),
+                      "for images not in the query ground truth, left out (the official "
+                      "script never reads them)")
+    problems.raise_if_any()
+    warnings = (*submission.warnings, *problems.warnings)
+    kept = submission.only(~unknown) if unknown.any() else submission
+    return dataclasses.replace(kept, warnings=warnings)
 
 
 def read_retrieval_results(source: Source | RetrievalSubmission,
                            query_image_ids: Collection[int] | np.ndarray | None = None,
-                           ) -> RetrievalSubmission:
+                           *, strict: bool = False) -> RetrievalSubmission:
     """Load and validate a retrieval results file into arrays.
 
-    Each entry needs an integer ``query_image_id`` (one of ``query_image_ids`` when given),
-    ``query_cls`` 1..13, a finite ``query_score``, a ``query_bbox`` and exactly 20 integer
-    ``gallery_image_id`` with their 20 ``gallery_bbox``, boxes finite and ordered [x1, y1, x2, y2].
+    Each entry needs an integer ``query_image_id``, an integer ``query_cls``, a finite
+    ``query_score``, a finite ``query_bbox`` [x1, y1, x2, y2] and at least 20 integer
+    ``gallery_image_id`` with as many finite ``gallery_bbox``; anything else raises EntriesError
+    naming each bad entry. What the official script scores although the format forbids it is
+    scored the same way, each kind counted in one line of ``warnings``: a ``query_cls`` outside
+    1..13 (it matches no item), a box with x2 < x1 or y2 < y1 (IoU 0 with every box), lists of
+    more than 20 (only the first 20 are read) and, with ``query_image_ids``, detections of other
+    images (left out). With ``strict`` each of those is an error instead.
+
     Gallery image ids are not checked against a ground truth: the released gallery ground truth
     lists only shop images with paired items, and retrieving another shop image is legitimate
     (it simply is no match). A RetrievalSubmission is only checked against ``query_image_ids``.
     """
     if isinstance(source, RetrievalSubmission):
-        problems = Problems(source.name)
-        if query_image_ids is not None:
-            check_known(source.query_image_id, query_image_ids, "query_image_id",
-                        "query ground truth", problems)
-        problems.raise_if_any()
-        return source
-    arrays, name = load_columns(source, _RETRIEVAL_FIELDS)
-    problems = Problems(name)
-    check_categories(arrays["query_cls"], "query_cls", problems)
-    if query_image_ids is not None:
-        check_known(arrays["query_image_id"], query_image_ids, "query_image_id",
-                    "query ground truth", problems)
-    check_corners(arrays["query_bbox"], "query_bbox", problems)
-    check_corners(arrays["gallery_bbox"], "gallery_bbox", problems)
-    problems.raise_if_any()
-    return RetrievalSubmission(
+        if query_image_ids is None:
+            return source
+        return _known_images_only(source, query_image_ids, Problems(source.name, strict))
+    arrays, problems = load_columns(source, _RETRIEVAL_FIELDS, strict=strict)
+    _tolerate_submission(arrays, problems)
+    submission = RetrievalSubmission(
         query_image_id=arrays["query_image_id"], query_box=arrays["query_bbox"],
         query_cls=arrays["query_cls"], query_score=arrays["query_score"],
         gallery_image_id=arrays["gallery_image_id"], gallery_box=arrays["gallery_bbox"],
-        name=name,
+        name=problems.name,
     )
+    if query_image_ids is None:
+        problems.raise_if_any()
+        return dataclasses.replace(submission, warnings=tuple(problems.warnings))
+    return _known_images_only(submission, query_image_ids, problems)

@@ -3,7 +3,8 @@
 For each query item (a ground-truth item of a user image with style > 0):
 1. every detection submitted for the image goes to the image's ground-truth item (style 0
    included) of highest COCO box IoU, with no threshold; on ties the first item in ground-truth
-   file order wins, so a detection that overlaps no item goes to the image's first item;
+   file order wins, so a detection that overlaps no item (a box with x2 < x1 or y2 < y1
+   overlaps nothing) goes to the image's first item; detections of other images are not read;
 2. the item takes, among the detections assigned to it whose class is its class, the one of
    highest score (on equal scores, the first in the results file); with none it counts as
    missed;
@@ -23,12 +24,13 @@ the loop in tests/evaluation/reference_retrieval.py.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from matchrcnn.evaluation.box_iou import coco_box_iou
 from matchrcnn.evaluation.entries import (
+    EntriesError,
     Field,
     Problems,
     Source,
@@ -44,12 +46,12 @@ _DENSE_RANGE = 1 << 24
 """Widest image-id range looked up through a dense table (128 MiB of int64 at most)."""
 
 _QUERY_FIELDS: tuple[Field, ...] = (
-    ("query_image_id", (), True), ("style", (), True), ("cls", (), True),
-    ("pair_id", (), True), ("bbox", (4,), False),
+    Field("query_image_id", (), True), Field("style", (), True), Field("cls", (), True),
+    Field("pair_id", (), True), Field("bbox", (4,), False),
 )
 _GALLERY_FIELDS: tuple[Field, ...] = (
-    ("gallery_image_id", (), True), ("style", (), True), ("pair_id", (), True),
-    ("bbox", (4,), False),
+    Field("gallery_image_id", (), True), Field("style", (), True), Field("pair_id", (), True),
+    Field("bbox", (4,), False),
 )
 
 
@@ -82,11 +84,14 @@ class RetrievalAccuracy:
 
     ``missed`` counts query items whose image has detections of which none was assigned to the
     item with its class; items of images without any detection are wrong but not ``missed``.
+    ``warnings`` says what of the submission was scored as the official script scores it although
+    it breaks the format (one line per kind, see ``read_retrieval_results``).
     """
 
     top_k: Mapping[int, float]
     queries: int
     missed: int
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
         """``{"top1", "top5", "top10", "top15", "top20", "queries", "missed"}``."""
@@ -98,25 +103,23 @@ def read_query_gt(source: Source | QueryGroundTruth) -> QueryGroundTruth:
     """Load and validate a query ground-truth file (or list) into arrays."""
     if isinstance(source, QueryGroundTruth):
         return source
-    arrays, name = load_columns(source, _QUERY_FIELDS, "query ground truth")
-    problems = Problems(name)
+    arrays, problems = load_columns(source, _QUERY_FIELDS, "query ground truth")
     check_categories(arrays["cls"], "cls", problems)
     check_corners(arrays["bbox"], "bbox", problems)
     problems.raise_if_any()
     return QueryGroundTruth(arrays["query_image_id"], arrays["style"], arrays["cls"],
-                            arrays["pair_id"], arrays["bbox"], name)
+                            arrays["pair_id"], arrays["bbox"], problems.name)
 
 
 def read_gallery_gt(source: Source | GalleryGroundTruth) -> GalleryGroundTruth:
     """Load and validate a gallery ground-truth file (or list) into arrays."""
     if isinstance(source, GalleryGroundTruth):
         return source
-    arrays, name = load_columns(source, _GALLERY_FIELDS, "gallery ground truth")
-    problems = Problems(name)
+    arrays, problems = load_columns(source, _GALLERY_FIELDS, "gallery ground truth")
     check_corners(arrays["bbox"], "bbox", problems)
     problems.raise_if_any()
     return GalleryGroundTruth(arrays["gallery_image_id"], arrays["style"], arrays["pair_id"],
-                              arrays["bbox"], name)
+                              arrays["bbox"], problems.name)
 
 
 class _Groups:
@@ -215,19 +218,23 @@ def evaluate_retrieval(
     gallery_gt: Source | GalleryGroundTruth,
     *,
     gt_boxes: bool = False,
+    strict: bool = False,
 ) -> RetrievalAccuracy:
     """Top-1/5/10/15/20 accuracy of a retrieval submission by the official protocol.
 
     Each argument is a path, an already-loaded list, or the arrays from the readers. With
     ``gt_boxes`` the ground-truth-box mode (module docstring) is used instead of rules 1 and 2.
+    What the official script scores although the format forbids it (boxes with x2 < x1, classes
+    outside 1..13, more than 20 retrieved entries, detections of images outside the query ground
+    truth) is scored as it scores it, and counted in ``warnings``; ``strict`` refuses it instead.
     """
     query = read_query_gt(query_gt)
     gallery = read_gallery_gt(gallery_gt)
-    submission = read_retrieval_results(results, np.unique(query.image_id))
+    submission = read_retrieval_results(results, query.image_id, strict=strict)
     is_query = query.style > 0
     queries = int(is_query.sum())
     if queries == 0:
-        raise ValueError(f"{query.name}: no query items (items with style > 0)")
+        raise EntriesError(f"{query.name}: no query items (items with style > 0)", query.name)
 
     images = _Groups(query.image_id)
     candidates = images.of(submission.query_image_id)
@@ -248,7 +255,8 @@ def evaluate_retrieval(
     items = np.flatnonzero(is_query & (chosen >= 0))
     rank = _first_match_rank(submission, chosen[items], query, items, gallery)
     top_k = {k: int((rank < k).sum()) / queries for k in TOP_K}
-    return RetrievalAccuracy(top_k=top_k, queries=queries, missed=missed)
+    return RetrievalAccuracy(top_k=top_k, queries=queries, missed=missed,
+                             warnings=submission.warnings)
 
 
 def format_table(accuracy: RetrievalAccuracy, title: str) -> str:

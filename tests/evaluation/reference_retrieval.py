@@ -3,6 +3,12 @@
 This is the yardstick of matchrcnn.evaluation.retrieval: the tests require equal numbers to the
 last digit, and the eval benchmark times both. It reads files with the json module and computes
 every IoU with pycocotools' own ``mask.iou``, one call per detection and per retrieved entry.
+
+It also treats as the official deepfashion2_retrieval_test.py does what the format forbids but
+that script scores: it reads only the detections of ground-truth images and only the first 20
+retrieved entries, and a box with x2 < x1 or y2 < y1 becomes an [x, y, w, h] box with a negative
+side, which ``mask.iou`` finds to overlap nothing (IoU 0: a query box goes to its image's first
+item, a retrieved box matches nothing). A class outside 1..13 simply equals no item's class.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def reference_retrieval(results, query_gt, gallery_gt) -> dict:
     items_of_image = defaultdict(list)
     for item in query_gt:
         items_of_image[item["query_image_id"]].append(item)
-    detections_of_image = defaultdict(list)
+    detections_of_image = defaultdict(list)  # only those of ground-truth images are read below
     for detection in results:
         detections_of_image[detection["query_image_id"]].append(detection)
     gallery_of_image = defaultdict(list)
@@ -43,7 +49,8 @@ def reference_retrieval(results, query_gt, gallery_gt) -> dict:
     queries = missed = 0
     for image_id, items in items_of_image.items():
         detections = detections_of_image[image_id]
-        # Rule 1: each detection goes to the item of highest IoU, the first one on ties.
+        # Rule 1: each detection goes to the item of highest IoU, the first one on ties (all
+        # IoUs are 0 for a box with x2 < x1 or y2 < y1: its w or h is negative).
         item_boxes = [_xywh(item["bbox"]) for item in items]
         assigned = []
         for detection in detections:
@@ -70,7 +77,8 @@ def reference_retrieval(results, query_gt, gallery_gt) -> dict:
                 continue
             # Rule 3: the first retrieved entry showing the same pair_id and style, IoU >= 0.5.
             first_hit = None
-            entries = zip(chosen["gallery_image_id"], chosen["gallery_bbox"], strict=True)
+            entries = zip(chosen["gallery_image_id"][:20], chosen["gallery_bbox"][:20],
+                          strict=True)
             for rank, (gallery_image_id, gallery_box) in enumerate(entries):
                 for shop_item in gallery_of_image[gallery_image_id]:
                     if shop_item["pair_id"] != item["pair_id"]:

@@ -155,15 +155,62 @@ def _file_with_bad_entry(tmp_path: Path, base: dict, change) -> Path:
     return path
 
 
+OFFICIALLY_SCORED = {"bad_class", "unknown_image", "flipped_box"}
+"""Corpus cases the official script scores: refused only when strict (scored in test_retrieval)."""
+
+
 @pytest.mark.parametrize("case", sorted(RETRIEVAL_CASES))
 def test_malformed_retrieval_entries_are_named(tmp_path, case):
     change, message = RETRIEVAL_CASES[case]
     path = _file_with_bad_entry(tmp_path, RETRIEVAL_ENTRY, change)
     with pytest.raises(EntriesError) as error:
-        read_retrieval_results(path, query_image_ids=[1, 2])
+        read_retrieval_results(path, query_image_ids=[1, 2], strict=True)
     text = str(error.value)
     assert text.startswith(f"{path}: 1 malformed entry")
     assert f"entry 1: {message}" in text
+    assert (error.value.name, error.value.entries) == (str(path), [(1, message)])
+    if case not in OFFICIALLY_SCORED:
+        with pytest.raises(EntriesError) as lenient:
+            read_retrieval_results(path, query_image_ids=[1, 2])
+        assert lenient.value.entries == [(1, message)]
+
+
+@pytest.mark.parametrize(("case", "warning", "kept"), [
+    ("bad_class", "1 entry with a 'query_cls' outside 1..13, scored as by the official script: "
+                  "such a detection matches no item's class: entry 1", 3),
+    ("flipped_box", "1 entry with a box with x2 < x1 or y2 < y1 ('query_bbox' or 'gallery_bbox'), "
+                    "scored as by the official script", 3),
+    ("unknown_image", "1 entry for images not in the query ground truth, left out (the "
+                      "official script never reads them): entry 1", 2),
+])
+def test_what_the_official_script_scores_is_read_with_one_warning(tmp_path, case, warning, kept):
+    change, _ = RETRIEVAL_CASES[case]
+    path = _file_with_bad_entry(tmp_path, RETRIEVAL_ENTRY, change)
+    submission = read_retrieval_results(path, query_image_ids=[1, 2])
+    assert len(submission) == kept
+    assert len(submission.warnings) == 1
+    assert submission.warnings[0].startswith(f"{path}: {warning}")
+
+
+def test_lists_longer_than_20_are_cut_to_20_unless_strict(tmp_path):
+    longer = dict(RETRIEVAL_ENTRY, gallery_image_id=list(range(100, 125)),
+                  gallery_bbox=[[0, 0, 5.5, 6]] * 20 + [[1, 1, 2, 2]] * 5)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps([RETRIEVAL_ENTRY, longer, longer]))
+    submission = read_retrieval_results(path)
+    assert submission.gallery_image_id.shape == (3, 20)
+    assert submission.gallery_image_id[1].tolist() == list(range(100, 120))
+    assert submission.warnings == (
+        f"{path}: 2 entries listing more than 20 'gallery_image_id', of which only the first 20 "
+        f"are scored (as by the official script): entries 1, 2",
+        f"{path}: 2 entries listing more than 20 'gallery_bbox', of which only the first 20 "
+        f"are scored (as by the official script): entries 1, 2")
+    with pytest.raises(EntriesError, match=r"entry 1: 'gallery_image_id' has 25 items, expe"):
+        read_retrieval_results(path, strict=True)
+    broken = dict(longer, gallery_bbox=[[0, 0, 5.5, 6]] * 24 + [[1, 1]])
+    path.write_text(json.dumps([RETRIEVAL_ENTRY, broken]))
+    with pytest.raises(EntriesError, match=r"entry 1: 'gallery_bbox' \[24\] has 2 items"):
+        read_retrieval_results(path)
 
 
 COCO_CASES = {

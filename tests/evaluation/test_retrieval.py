@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from matchrcnn.evaluation.entries import EntriesError
@@ -45,7 +47,8 @@ def test_equals_reference_on_random_submissions(val_query_gt, val_gallery_gt, se
 
 @pytest.mark.slow
 def test_equals_reference_at_full_validation_scale(val_query_gt, val_gallery_gt, tmp_path):
-    results = random_retrieval_results(val_query_gt, val_gallery_gt, seed=7)
+    results, _ = _with_inverted_boxes(random_retrieval_results(val_query_gt, val_gallery_gt,
+                                                               seed=7), seed=8)
     paths = []
     for name, data in (("r", results), ("q", val_query_gt), ("g", val_gallery_gt)):
         paths.append(tmp_path / f"{name}.json")
@@ -178,10 +181,130 @@ def test_ground_truth_without_query_items_is_an_error():
         evaluate_retrieval([], query_gt, GALLERY_GT)
 
 
-def test_results_for_images_outside_the_query_ground_truth_are_rejected():
-    results = [_detection(2, [10, 10, 50, 50], 3, 0.9), _detection(42, [0, 0, 5, 5], 3, 0.9)]
+# --- what the official script scores although the format forbids it --------------------------
+
+def _invert(box: list) -> list:
+    """The box with its x (or, when its width is 0, y) corners swapped: x2 < x1 or y2 < y1."""
+    x1, y1, x2, y2 = box
+    return [x2, y1, x1, y2] if x1 != x2 else [x1, y2, x2, y1]
+
+
+def _with_inverted_boxes(results: list[dict], seed: int) -> tuple[list[dict], list[int]]:
+    """A copy with some query boxes and some retrieved boxes inverted; the entries changed."""
+    rng = np.random.default_rng(seed)
+    inverted, changed = [], []
+    for index, entry in enumerate(results):
+        entry = dict(entry)
+        query, gallery = rng.random() < 0.15, rng.random() < 0.1
+        if query and entry["query_bbox"][:2] != entry["query_bbox"][2:]:
+            entry["query_bbox"] = _invert(entry["query_bbox"])
+        if gallery:
+            boxes = [list(box) for box in entry["gallery_bbox"]]
+            for rank in rng.choice(20, 5, replace=False):
+                if boxes[rank][:2] != boxes[rank][2:]:
+                    boxes[rank] = _invert(boxes[rank])
+            entry["gallery_bbox"] = boxes
+        if entry != results[index]:
+            changed.append(index)
+        inverted.append(entry)
+    return inverted, changed
+
+
+def test_inverted_boxes_on_the_real_validation_ground_truth_score_as_officially(
+        val_query_gt, val_gallery_gt):
+    query_gt = _subset(val_query_gt, 1500)
+    results = random_retrieval_results(query_gt, val_gallery_gt, seed=11, hit_rate=0.6)
+    inverted, changed = _with_inverted_boxes(results, seed=12)
+    accuracy = evaluate_retrieval(inverted, query_gt, val_gallery_gt)
+    assert accuracy.as_dict() == reference_retrieval(inverted, query_gt, val_gallery_gt)
+    # the official treatment changes the numbers: it is not the same as reading the boxes fixed
+    assert accuracy.as_dict() != evaluate_retrieval(results, query_gt, val_gallery_gt).as_dict()
+    first = ", ".join(map(str, changed[:10]))
+    assert accuracy.warnings == (
+        f"<results>: {len(changed)} entries with a box with x2 < x1 or y2 < y1 ('query_bbox' or "
+        f"'gallery_bbox'), scored as by the official script: IoU 0 with every ground-truth box, "
+        f"so a query box goes to its image's first item and a retrieved box matches nothing: "
+        f"entries {first}, ...",)
+    with pytest.raises(EntriesError, match=rf"entry {changed[0]}: '(query|gallery)_bbox' has a "
+                                           r"box with x2 < x1 or y2 < y1"):
+        evaluate_retrieval(inverted, query_gt, val_gallery_gt, strict=True)
+
+
+def test_an_inverted_query_box_goes_to_the_first_item_and_an_inverted_hit_misses():
+    twin_hit = {0: (100, [0, 0, 80, 80])}
+    inverted = _detection(1, [100, 0, 0, 100], 2, 0.9, twin_hit)  # x2 < x1, on the twin's box
+    # the image's first item is the twin: it takes the detection and is found at top-1
+    assert _both([inverted], _query_gt(first_item_first=False))["top1"] == 1 / 3
+    # the first item is the style-0 item: the twin is missed
+    assert _both([inverted], _query_gt(first_item_first=True))["missed"] == 1
+    upright = _detection(2, [10, 10, 50, 50], 3, 0.9, {0: (101, [60, 5, 5, 60])})
+    assert _both([upright], _query_gt())["top20"] == 0
+
+
+def test_classes_outside_1_to_13_match_no_item(val_query_gt, val_gallery_gt):
+    query_gt = _subset(val_query_gt, 300)
+    results = random_retrieval_results(query_gt, val_gallery_gt, seed=13, hit_rate=0.6)
+    odd = [dict(entry, query_cls=[0, 14, -3][i % 3]) if i % 7 == 0 else entry
+           for i, entry in enumerate(results)]
+    accuracy = evaluate_retrieval(odd, query_gt, val_gallery_gt)
+    assert accuracy.as_dict() == reference_retrieval(odd, query_gt, val_gallery_gt)
+    assert accuracy.as_dict() != evaluate_retrieval(results, query_gt, val_gallery_gt).as_dict()
+    assert "with a 'query_cls' outside 1..13" in accuracy.warnings[0]
+    with pytest.raises(EntriesError, match=r"entry 0: 'query_cls' \d+ is not a category id"):
+        evaluate_retrieval(odd, query_gt, val_gallery_gt, strict=True)
+
+
+def test_detections_of_images_outside_the_query_ground_truth_are_not_read():
+    results = [_detection(2, [10, 10, 50, 50], 3, 0.9, {0: (101, [5, 5, 60, 60])}),
+               _detection(42, [0, 0, 5, 5], 3, 0.9), _detection(43, [0, 0, 5, 5], 3, 0.9)]
+    accuracy = evaluate_retrieval(results, _query_gt(), GALLERY_GT)
+    assert accuracy.as_dict() == reference_retrieval(results, _query_gt(), GALLERY_GT)
+    assert accuracy.as_dict() == evaluate_retrieval(results[:1], _query_gt(), GALLERY_GT).as_dict()
+    assert accuracy.warnings == ("<results>: 2 entries for images not in the query ground "
+                                 "truth, left out (the official script never reads them): "
+                                 "entries 1, 2",)
     with pytest.raises(EntriesError, match=r"entry 1: 'query_image_id' 42 is not an image"):
-        evaluate_retrieval(results, _query_gt(), GALLERY_GT)
+        evaluate_retrieval(results, _query_gt(), GALLERY_GT, strict=True)
+    submission = read_retrieval_results(results)
+    assert evaluate_retrieval(submission, _query_gt(), GALLERY_GT).warnings == accuracy.warnings
+
+
+def test_duplicate_detections_change_nothing(val_query_gt, val_gallery_gt):
+    query_gt = _subset(val_query_gt, 300)
+    results = random_retrieval_results(query_gt, val_gallery_gt, seed=14, hit_rate=0.6)
+    doubled = [entry for entry in results for _ in range(2)] + results[:50]
+    accuracy = evaluate_retrieval(doubled, query_gt, val_gallery_gt)
+    assert accuracy == evaluate_retrieval(results, query_gt, val_gallery_gt)
+    assert accuracy.as_dict() == reference_retrieval(doubled, query_gt, val_gallery_gt)
+    assert accuracy.warnings == ()
+
+
+def test_more_than_20_retrieved_entries_count_only_their_first_20(val_query_gt, val_gallery_gt):
+    query_gt = _subset(val_query_gt, 300)
+    results = random_retrieval_results(query_gt, val_gallery_gt, seed=15, hit_rate=0.6)
+    # the first five entries again behind each list: hits past rank 20 must not count
+    longer = [dict(entry, gallery_image_id=entry["gallery_image_id"] * 2,
+                   gallery_bbox=entry["gallery_bbox"] * 2) for entry in results]
+    accuracy = evaluate_retrieval(longer, query_gt, val_gallery_gt)
+    assert accuracy == evaluate_retrieval(results, query_gt, val_gallery_gt)
+    assert accuracy.as_dict() == reference_retrieval(longer, query_gt, val_gallery_gt)
+    assert len(accuracy.warnings) == 2
+    with pytest.raises(EntriesError, match=r"entry 0: 'gallery_image_id' has 40 items, expected"):
+        evaluate_retrieval(longer, query_gt, val_gallery_gt, strict=True)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"gallery_image_id": [101] * 19}, "'gallery_image_id' has 19 items, expected 20"),
+    ({"gallery_bbox": [[5, 5, 60, 60]] * 19}, "'gallery_bbox' has 19 items, expected 20"),
+    ({"query_score": None}, "missing key 'query_score'"),
+])
+def test_what_the_official_script_cannot_read_is_refused(change, message):
+    # fewer than 20 entries: the official script stops (IndexError) at the first missing rank
+    # it reaches; a missing key: KeyError
+    entry = {k: v for k, v in {**_detection(2, [10, 10, 50, 50], 3, 0.9), **change}.items()
+             if v is not None}
+    with pytest.raises(EntriesError, match=rf"entry 0: {re.escape(message)}"):
+        evaluate_retrieval([entry], _query_gt(), GALLERY_GT)
 
 
 def test_importing_the_protocol_needs_no_coco_library():

@@ -58,14 +58,45 @@ def test_plain_output_is_a_table(files, capsys):
     assert lines[3] == "query items (style > 0): 3, missed: 1"
 
 
-def test_gt_box_mode_and_malformed_files_exit_with_a_message(files, capsys):
+def test_gt_box_mode_and_malformed_files_exit_with_a_line_per_problem(files, capsys):
     assert _tool_main()([*_arguments(files), "--gt-boxes"]) == 1
-    error = capsys.readouterr().err
-    assert error.startswith(f"error: {files[0]}: 1 malformed entry")
-    assert "entry 1: query_bbox and query_cls match no ground-truth item" in error
-    Path(files[0]).write_text(json.dumps([{"query_image_id": 2}]))
+    assert capsys.readouterr().err.splitlines() == [
+        f"problem: {files[0]}: entry 1: query_bbox and query_cls match no ground-truth item of "
+        f"the image (ground-truth-box mode needs an item's exact box and class)",
+        f"error: {files[0]}: 1 malformed entry; nothing was scored"]
+    Path(files[0]).write_text(json.dumps([{"query_image_id": 2}, [], {"query_image_id": 2}]))
     assert _tool_main()(_arguments(files)) == 1
-    assert "entry 0: missing keys 'query_bbox'" in capsys.readouterr().err
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"problem: {files[0]}: entry 0: missing keys 'query_bbox'")
+    assert lines[1] == f"problem: {files[0]}: entry 1: must be a JSON object, got list"
+    assert lines[3] == f"error: {files[0]}: 3 malformed entries; nothing was scored"
+    Path(files[0]).write_text("[{")
+    assert _tool_main()(_arguments(files)) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith(f"problem: {files[0]}: not valid JSON: ")
+    assert lines[1] == "error: nothing was scored"
+
+
+def test_inverted_boxes_are_scored_with_one_warning_unless_strict(files):
+    entries = json.loads(Path(files[0]).read_text())
+    entries[1]["query_bbox"] = [90, 0, 0, 90]
+    entries.append(dict(entries[0], query_bbox=[10, 50, 50, 10]))
+    Path(files[0]).write_text(json.dumps(entries))
+    run = subprocess.run([sys.executable, str(TOOL), *_arguments(files), "--json"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(run.stdout) == reference_retrieval(*files)
+    assert run.stderr.splitlines() == [
+        f"warning: {files[0]}: 2 entries with a box with x2 < x1 or y2 < y1 ('query_bbox' or "
+        f"'gallery_bbox'), scored as by the official script: IoU 0 with every ground-truth box, "
+        f"so a query box goes to its image's first item and a retrieved box matches nothing: "
+        f"entries 1, 2"]
+    strict = subprocess.run([sys.executable, str(TOOL), *_arguments(files), "--strict"],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and strict.stdout == ""
+    assert strict.stderr.splitlines()[:2] == [
+        f"problem: {files[0]}: entry 1: 'query_bbox' has a box with x2 < x1 or y2 < y1",
+        f"problem: {files[0]}: entry 2: 'query_bbox' has a box with x2 < x1 or y2 < y1"]
+    assert "Traceback" not in strict.stderr
 
 
 def test_benchmark_runs_small_and_checks_its_numbers(capsys):
@@ -73,7 +104,9 @@ def test_benchmark_runs_small_and_checks_its_numbers(capsys):
                                prog="benchmark")
     out = capsys.readouterr().out
     assert code == 0
-    assert "numbers identical to the reference: yes" in out
+    assert "numbers identical to the reference (tool and in process): yes" in out
     assert "reference loop, files -> numbers" in out
+    assert "tools/eval_retrieval.py --json, whole process" in out
+    assert "reference loop, whole process" in out
     for task in ("bbox", "segm", "landmarks", "landmarks_visible"):
         assert any(line.split()[:1] == [task] and "yes" in line for line in out.splitlines())

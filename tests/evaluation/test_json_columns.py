@@ -1,13 +1,17 @@
-"""The fast JSON reader vouches only for files the strict reader accepts, and with the same arrays.
+"""The fast JSON reader (pysimdjson) vouches only for files the strict reader accepts, and with the
+same arrays, to the bit.
 
 Every file here goes through both: ``read_columns`` either declines (None) or returns arrays equal
-to the bit to those of the entry-by-entry ``columns``, and the public readers, which try the fast
-reader first, raise exactly the strict reader's errors.
+to the bit to those of the entry-by-entry ``columns`` over ``json.load``, and the public readers,
+which try the fast reader first, raise exactly the strict reader's errors. The malformed-file
+corpus of test_results and the traps below (leniencies of parsers and of numpy) run through it;
+so do tokens that are hard to convert exactly.
 """
 
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from matchrcnn.evaluation.entries import (
     load_columns,
     load_entries,
 )
-from matchrcnn.evaluation.fast_json import read_columns
+from matchrcnn.evaluation.json_columns import Field, read_columns
 from matchrcnn.evaluation.results import (
     _COCO_FIELDS,
     _RETRIEVAL_FIELDS,
@@ -34,6 +38,7 @@ from matchrcnn.evaluation.retrieval import (
     read_gallery_gt,
     read_query_gt,
 )
+from matchrcnn.evaluation.synthetic import random_retrieval_results
 
 from .test_results import COCO_CASES, RETRIEVAL_CASES, RETRIEVAL_ENTRY, _file_with_bad_entry
 
@@ -58,19 +63,20 @@ def _agree(path: Path, fields) -> dict | None:
     for key, array in strict.items():
         assert (fast[key].dtype, fast[key].shape) == (array.dtype, array.shape), key
         assert fast[key].tobytes() == array.tobytes(), key
+        assert fast[key].flags.writeable and fast[key].flags.c_contiguous
     return fast
 
 
 def _reader_message(path: Path) -> str:
     with pytest.raises(EntriesError) as error:
-        read_retrieval_results(path)
+        read_retrieval_results(path, strict=True)
     return str(error.value)
 
 
 # --- the malformed corpus of test_results ------------------------------------------------------
 
 WELL_TYPED = {"bad_class", "unknown_image", "flipped_box"}
-"""Corpus cases whose values are well-formed; the checks after reading refuse them."""
+"""Corpus cases whose values are well-formed; the checks after reading judge them."""
 
 
 @pytest.mark.parametrize("case", sorted(RETRIEVAL_CASES))
@@ -294,3 +300,163 @@ def test_the_real_ground_truth_is_read_fast_and_identically(val_query_gt, val_ga
         from_file, from_list = reader(path), reader(data)
         assert np.array_equal(from_file.box, from_list.box)
         assert np.array_equal(from_file.image_id, from_list.image_id)
+
+
+# --- exactness: every number to the bit of what json.load and numpy make of it ------------------
+
+VALUE = (Field("v", (), False),)
+
+
+def _read_tokens(tmp_path: Path, tokens: list[str]) -> dict | None:
+    path = tmp_path / "tokens.json"
+    path.write_text("[" + ", ".join(f'{{"v": {token}}}' for token in tokens) + "]")
+    return _agree(path, VALUE)
+
+
+def _assert_exact(tmp_path: Path, tokens: list[str]) -> None:
+    arrays = _read_tokens(tmp_path, tokens)
+    assert arrays is not None
+    expected = np.array([float(json.loads(token)) for token in tokens])
+    assert arrays["v"].tobytes() == expected.tobytes()
+
+
+SPECIAL = [
+    "0", "-0", "7", "-7", "9223372036854775807", "-9223372036854775808", "999999999999999999",
+    "0.0", "-0.0", "0e5", "-0e-5", "0.000", "0e999999", "-0.0e-999999",
+    "1e22", "1e23", "1e27", "1e28", "1E+2", "1e+0", "1e-0", "2.5E-3", "1e-05", "1.0",
+    "9007199254740993", "9007199254740993.0", "9007199254740993e0", "9007199254740995.0",
+    "4.9e-324", "5e-324", "2.4703282292062327e-324", "2.2250738585072014e-308", "1e-400",
+    "1.7976931348623157e308", "1.7976931348623158e308", "-1e308", "1e300", "1e20",
+    "0.000123", "0.0000000000000000000000000123", "0.00000000000000000001234567890123456789",
+    "1.5e-20", "123e-27", "123e-28", "12345678901234567e10", "1234567890123456789e-27",
+    "1234567890123456789", "1234567890123456789.0", "12345678901234567890.0",
+    "1234567890123456789012345.0", "1.234567890123456789012345", "0.1", "0.2", "0.3",
+    "100000000000000000000000000000e-30", "3.141592653589793", "2.718281828459045e-10",
+    "9223372036854775808", "18446744073709551615",
+]
+
+
+def test_special_tokens_convert_exactly(tmp_path):
+    _assert_exact(tmp_path, SPECIAL)
+
+
+@pytest.mark.parametrize("token", ["1e400", "-1e400", "1.7976931348623159e308", "1" * 400])
+def test_numbers_past_the_float_range_are_left_to_the_strict_reader(tmp_path, token):
+    # json reads these as infinities (or an integer no float array holds): the strict reader
+    # refuses them, so the fast one must not read them.
+    assert _read_tokens(tmp_path, ["1.5", token]) is None
+    assert isinstance(_strict(tmp_path / "tokens.json", VALUE), str)
+
+
+def test_float32_values_written_as_float64_convert_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    scale = 10.0 ** rng.integers(-8, 9, 20000)
+    values = (rng.random(20000) * scale).astype(np.float32).astype(np.float64)
+    _assert_exact(tmp_path, [repr(float(v)) for v in values * rng.choice([-1, 1], 20000)])
+
+
+def test_random_doubles_convert_exactly(tmp_path):
+    rng = np.random.default_rng(1)
+    bits = rng.integers(0, 2**63, 20000, dtype=np.int64).view(np.float64)
+    tokens = [repr(float(value)) for value in bits[np.isfinite(bits)]]
+    tokens += [repr(float(value)) for value in rng.standard_normal(20000) * 1e5]
+    tokens += [f"{value:.15e}" for value in rng.standard_normal(5000) * 1e-5]
+    tokens += [f"{value:.20f}" for value in rng.random(5000)]
+    _assert_exact(tmp_path, tokens)
+
+
+def test_integers_and_integral_floats_convert_exactly(tmp_path):
+    rng = np.random.default_rng(2)
+    integers = rng.integers(-(2**63), 2**63 - 1, 5000, dtype=np.int64, endpoint=True)
+    tokens = [str(int(value)) for value in integers]
+    tokens += [repr(float(value)) for value in integers]  # 1.2345e+18 style
+    tokens += [f"{int(value)}.0" for value in integers[:1000] // 10]
+    tokens += [f"{int(value)}e0" for value in integers[:1000]]
+    _assert_exact(tmp_path, tokens)
+
+
+def test_ties_and_near_ties_round_to_even_exactly(tmp_path):
+    """Values halfway between two doubles, exactly, and a hair either side of halfway."""
+    rng = np.random.default_rng(3)
+    tokens = []
+    for _ in range(3000):
+        mantissa = int(rng.integers(2**52, 2**53))  # 53 bits: the tie of mantissa and mantissa+1
+        exponent = int(rng.integers(-4, 14))  # the ulp is 2**exponent
+        tie = Decimal(2 * mantissa + 1) * Decimal(2) ** (exponent - 1)
+        text = format(tie, "f")
+        tokens.append(text if "." in text else text + ".0")
+        digits, point = text.replace(".", ""), len(text.split(".")[0])
+        tokens.append(f"{digits}e{point - len(digits)}")  # the same, as an exponent form
+        tokens.append(f"{digits}1e{point - len(digits) - 1}")  # a hair above
+        below = str(int(digits) - 1) + "9"
+        tokens.append(f"{below}e{point - len(below)}")  # a hair below
+    _assert_exact(tmp_path, tokens)
+
+
+def test_long_and_short_mantissas_with_every_exponent_convert_exactly(tmp_path):
+    rng = np.random.default_rng(4)
+    tokens = []
+    for digits in (1, 5, 15, 16, 17, 18, 19, 20, 25, 40):
+        for _ in range(300):
+            text = "".join(str(int(digit)) for digit in rng.integers(0, 10, digits))
+            text = str(int(rng.integers(1, 10))) + text[1:]
+            point = int(rng.integers(1, digits + 1))
+            mantissa = text[:point] + ("." + text[point:] if point < digits else "")
+            exponent = int(rng.integers(-40, 41))
+            tokens.append(f"{mantissa}e{exponent:+d}")
+            tokens.append(mantissa if "." in mantissa else mantissa + ".0")
+            tokens.append("0." + "0" * int(rng.integers(0, 30)) + text)
+    _assert_exact(tmp_path, tokens)
+
+
+NOT_NUMBERS = ["01", "-01", "00", "1.", "-", "1e", "1e+", "1.5e+", "1E-", "+1", ".5", "-.5", "1.e5",
+               "1.5.3", "1e5e5", "1ee5", "--1", "0x10", "1_000", "Infinity", "-Infinity", "NaN",
+               "1 2", "- 1", "1.5 e3", "\u0663", "true", "null", '"1"', "[1]", "{}"]
+
+
+@pytest.mark.parametrize("token", NOT_NUMBERS)
+def test_what_is_not_a_json_number_is_left_to_the_strict_reader(tmp_path, token):
+    path = tmp_path / "results.json"
+    entry = json.dumps(RETRIEVAL_ENTRY)
+    path.write_text(f"[{entry}, {entry.replace('0.5', token, 1)}]", encoding="utf-8")
+    assert read_columns(path, _RETRIEVAL_FIELDS) is None
+    with pytest.raises(EntriesError) as error:
+        load_columns(path, _RETRIEVAL_FIELDS)
+    assert str(error.value) == _strict(path, _RETRIEVAL_FIELDS)
+
+
+def test_a_list_hidden_where_a_number_belongs_is_left_to_the_strict_reader(tmp_path):
+    # flattened, [1, [2], 30, 40] holds four numbers like a box; the count of lists betrays it
+    path = tmp_path / "results.json"
+    entry = json.dumps(RETRIEVAL_ENTRY)
+    hidden = entry.replace("[1, 2, 30, 40]", "[1, [2], 30, 40]", 1)
+    emptied = entry.replace("[0, 0, 5.5, 6]", "[[], 0, 5.5, [6, 7]]", 1)
+    for edited in (hidden, emptied):
+        path.write_text(f"[{entry}, {edited}]", encoding="utf-8")
+        assert read_columns(path, _RETRIEVAL_FIELDS) is None
+        assert "entry 1: " in _reader_message(path)
+
+
+def test_json_whitespace_and_indentation_read_identically(tmp_path):
+    path = tmp_path / "results.json"
+    entries = [json.loads(json.dumps(RETRIEVAL_ENTRY)) for _ in range(30)]
+    for index, entry in enumerate(entries):
+        entry["query_score"] = index / 7
+        entry["gallery_bbox"][3] = [-index * 1.25e-7, 2.5, 1e17, 3]
+    path.write_text(json.dumps(entries, indent="\t").replace("\n", "\r\n"), encoding="utf-8")
+    arrays = _agree(path, _RETRIEVAL_FIELDS)
+    assert arrays is not None
+    assert arrays["query_score"][7] == 1.0
+
+
+def test_a_random_validation_scale_submission_round_trips_bit_exactly(tmp_path, val_query_gt,
+                                                                    val_gallery_gt):
+    entries = random_retrieval_results(val_query_gt[:1500], val_gallery_gt, seed=5)
+    path = tmp_path / "results.json"
+    write_results(path, entries)
+    arrays = _agree(path, _RETRIEVAL_FIELDS)
+    assert arrays is not None
+    boxes = np.array([entry["gallery_bbox"] for entry in entries], dtype=np.float64)
+    assert arrays["gallery_bbox"].tobytes() == boxes.tobytes()
+    assert arrays["query_score"].tolist() == [entry["query_score"] for entry in entries]
+    assert len(read_retrieval_results(path)) == len(entries)
