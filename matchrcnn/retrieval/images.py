@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -25,6 +26,14 @@ class ImageInputError(ValueError):
     """An image file that cannot be used; the message names the file and what is wrong."""
 
 
+class NotAnImageError(ImageInputError):
+    """Data in no known image format."""
+
+
+class ImageTooLargeError(ImageInputError):
+    """An image of more pixels than the limit, refused from its header."""
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
                upright: bool = False) -> np.ndarray:
     """The image as an (H, W, 3) uint8 RGB array.
@@ -37,14 +46,21 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageInputError(f"{path}: no such file")
     if not path.is_file():
         raise ImageInputError(f"{path}: not a file")
+    return decode_image(path, str(path), max_pixels, upright)
+
+
+def decode_image(source: str | os.PathLike | BinaryIO, name: str,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, upright: bool = False) -> np.ndarray:
+    """``read_image`` of a file path or an open binary file (an upload), called ``name`` in
+    the errors."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels:
-                    raise ImageInputError(
-                        f"{path}: {width}x{height} = {width * height:,} pixels, more than the "
+                    raise ImageTooLargeError(
+                        f"{name}: {width}x{height} = {width * height:,} pixels, more than the "
                         f"limit of {max_pixels:,} (--max-pixels)")
                 if upright:
                     image = ImageOps.exif_transpose(image)
@@ -52,13 +68,13 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS,
     except ImageInputError:
         raise
     except UnidentifiedImageError:
-        raise ImageInputError(f"{path}: not an image file (no known image format)") from None
+        raise NotAnImageError(f"{name}: not an image file (no known image format)") from None
     except Image.DecompressionBombError as error:
-        raise ImageInputError(f"{path}: too many pixels to decode safely ({error})") from None
+        raise ImageTooLargeError(f"{name}: too many pixels to decode safely ({error})") from None
     except PermissionError as error:
-        raise ImageInputError(f"{path}: cannot be read ({error.strerror})") from None
+        raise ImageInputError(f"{name}: cannot be read ({error.strerror})") from None
     except (OSError, ValueError, SyntaxError) as error:
-        raise ImageInputError(f"{path}: truncated or corrupt image data ({error})") from None
+        raise ImageInputError(f"{name}: truncated or corrupt image data ({error})") from None
 
 
 def list_images(directory: str | os.PathLike) -> list[Path]:

@@ -46,7 +46,15 @@ def query_photo(model: RetrievalModel, gallery: Gallery, image: np.ndarray, topk
     most ``max_items``), each with its ``topk`` gallery items (of its own category only with
     ``same_category``)."""
     require_items(gallery)
-    prediction = model.predict([image])[0]
+    return query_prediction(gallery, model.predict([image])[0], topk, same_category, min_score,
+                            max_items)
+
+
+def query_prediction(gallery: Gallery, prediction: dict[str, np.ndarray], topk: int = 20,
+                     same_category: bool = False, min_score: float = 0.5,
+                     max_items: int | None = None) -> list[QueryItem]:
+    """``query_photo`` of a prediction already made (``RetrievalModel.predict``), so that the
+    model and the gallery can be used by different threads."""
     keep = np.flatnonzero(prediction["scores"] >= min_score)
     keep = keep[np.argsort(-prediction["scores"][keep], kind="stable")][:max_items]
     labels = [int(label) for label in prediction["labels"][keep]]
