@@ -385,13 +385,14 @@ def run_child(command: list[str]) -> dict:
 def describe_device(device: torch.device) -> str:
     """GPU name, CUDA and driver versions; or the CPU model and core count."""
     if device.type == "cuda":
-        driver = _nvidia_driver()
+        driver = nvidia_driver()
         return (f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
                 + (f", driver {driver}" if driver else ""))
     return f"{_cpu_model()}, {os.cpu_count()} cores"
 
 
-def _nvidia_driver() -> str | None:
+def nvidia_driver() -> str | None:
+    """The NVIDIA driver version nvidia-smi reports (None without nvidia-smi)."""
     if not shutil.which("nvidia-smi"):
         return None
     done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
@@ -426,8 +427,11 @@ def format_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def run_benchmark(args: argparse.Namespace, command: str) -> int:
-    """Measure every (phase, batch size, model) in its own process, then print and save."""
+def measure_all(args: argparse.Namespace) -> tuple[torch.device, int, list[dict]]:
+    """(device, image size, results): every (phase, batch size, model), each in its own process.
+
+    Training at each of ``args.batch_sizes``, then with ``args.inference`` the latency at batch 1.
+    """
     device = resolve_device(args.device, args.amp)
     size = benchmark_cfg(args.config_file, args.opts, args.size).INPUT.MIN_SIZE_TEST
     plan = [("train", batch) for batch in args.batch_sizes]
@@ -438,6 +442,12 @@ def run_benchmark(args: argparse.Namespace, command: str) -> int:
             print(f"measuring {MODELS[model]}, {phase}, batch {batch} ...", file=sys.stderr,
                   flush=True)
             results.append(run_child(child_command(args, device, size, model, phase, batch)))
+    return device, size, results
+
+
+def run_benchmark(args: argparse.Namespace, command: str) -> int:
+    """Measure every (phase, batch size, model) in its own process, then print and save."""
+    device, size, results = measure_all(args)
     header = {
         "date": str(date.today()), "device": describe_device(device),
         "torch": torch.__version__, "torchvision": torchvision.__version__,
