@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from matchrcnn.config import ConfigError, get_cfg, save_cfg, setup_cfg
+from matchrcnn.data.layouts import get_layout
+from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.modeling import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -104,3 +106,32 @@ def test_quickstart_config_builds_a_model_that_predicts() -> None:
     assert output["landmarks"].shape[1:] == (294, 3)
     assert output["embeddings"].shape[1] == cfg.MODEL.MATCH_HEAD.EMBED_DIM
     assert output["masks"].shape[-2:] == (120, 160)
+
+
+TORCHVISION_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml")
+                             if "d2" not in p.parts and not p.name.startswith("Base-"))
+
+
+@pytest.mark.parametrize("path", TORCHVISION_CONFIGS, ids=lambda p: str(p.relative_to(CONFIGS)))
+def test_every_config_flips_exactly_when_its_layout_has_a_flip_map(path: Path) -> None:
+    cfg = setup_cfg(path)
+    layout = get_layout(cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
+    if layout.flip_indices is None:
+        assert cfg.INPUT.RANDOM_FLIP == "none"
+    mapper = DatasetMapper.from_config(cfg, is_train=True)
+    assert mapper.hflip == (cfg.INPUT.RANDOM_FLIP == "horizontal")
+    if path.parent.name == "deepfashion2":
+        assert mapper.hflip and mapper.flip_indices == layout.flip_indices
+
+
+def test_shipped_coco_configs_start_from_torchvisions_weights() -> None:
+    v2 = setup_cfg(CONFIGS / "deepfashion2" / "matchrcnn_R50_FPN_v2_coco.yaml")
+    assert v2.MODEL.WEIGHTS == "torchvision://MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1"
+    assert (v2.MODEL.FPN.NORM, v2.MODEL.ROI_BOX_HEAD.NORM, v2.MODEL.ROI_MASK_HEAD.NORM) == (
+        "BN", "BN", "BN")
+    assert (v2.MODEL.ROI_BOX_HEAD.NUM_CONV, v2.MODEL.ROI_BOX_HEAD.NUM_FC) == (4, 1)
+    assert tuple(v2.MODEL.RPN.CONV_DIMS) == (-1, -1)
+    v1 = setup_cfg(CONFIGS / "deepfashion2" / "matchrcnn_R50_FPN_1x_coco.yaml")
+    assert v1.MODEL.WEIGHTS == "torchvision://MaskRCNN_ResNet50_FPN_Weights.COCO_V1"
+    assert v1.SOLVER.MAX_ITER == setup_cfg(
+        CONFIGS / "deepfashion2" / "matchrcnn_R50_FPN_1x.yaml").SOLVER.MAX_ITER

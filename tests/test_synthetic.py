@@ -13,10 +13,11 @@ import cv2
 import numpy as np
 import pytest
 
-from matchrcnn.data.categories import CATEGORY_NAMES, NUM_CATEGORIES, landmark_count
+from matchrcnn.data.categories import CATEGORY_NAMES, NUM_CATEGORIES, landmark_count, landmark_slice
+from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.synthetic import generate_dataset, plan_dataset
 from matchrcnn.data.synthetic_geometry import clip_polygon, polygon_area
-from matchrcnn.data.synthetic_templates import all_templates
+from matchrcnn.data.synthetic_templates import AXIS_X, all_templates, template
 
 ITEM_KEYS = ["category_id", "category_name", "style", "bounding_box", "landmarks",
              "segmentation", "scale", "occlusion", "zoom_in", "viewpoint"]
@@ -77,13 +78,34 @@ def test_templates_are_simple_polygons_with_the_categories_landmark_counts():
     templates = all_templates()
     assert [t.category_id for t in templates] == list(range(1, NUM_CATEGORIES + 1))
     for tmpl in templates:
-        points = tmpl.points
-        assert points.shape == (landmark_count(tmpl.category_id), 2)
-        assert polygon_area(points) > 1000
-        edges = [(points[i], points[(i + 1) % len(points)]) for i in range(len(points))]
+        assert tmpl.points.shape == (landmark_count(tmpl.category_id), 2)
+        outline = tmpl.points[list(tmpl.outline)]
+        assert polygon_area(outline) > 1000
+        edges = [(outline[i], outline[(i + 1) % len(outline)]) for i in range(len(outline))]
         for i, j in itertools.combinations(range(len(edges)), 2):
             if j - i > 1 and not (i == 0 and j == len(edges) - 1):
                 assert not segments_cross(*edges[i], *edges[j]), (tmpl.category_id, i, j)
+        # Every landmark is a vertex of the silhouette or lies on a seam inside it.
+        on_seams = {row for seam in tmpl.seams for row in seam}
+        assert set(tmpl.outline) | on_seams == set(range(len(tmpl.points)))
+        contour = outline.reshape(-1, 1, 2).astype(np.float32)
+        for row in on_seams - set(tmpl.outline):
+            assert cv2.pointPolygonTest(contour, tuple(map(float, tmpl.points[row])), True) > 0
+
+
+def test_templates_mirror_onto_themselves_as_the_flip_table_says():
+    """The designs name each landmark's mirror by their own structure (the silhouette's left
+    half against its right half); it must be the shipped table's pair, and the geometry exact."""
+    for tmpl in all_templates():
+        slots = landmark_slice(tmpl.category_id)
+        table = [DEEPFASHION2.flip_indices[s] - slots.start for s in range(slots.start, slots.stop)]
+        assert list(tmpl.mirror) == table, tmpl.category_id
+        mirrored = np.column_stack([2 * AXIS_X - tmpl.points[:, 0], tmpl.points[:, 1]])
+        np.testing.assert_allclose(mirrored, tmpl.points[list(tmpl.mirror)], atol=1e-9)
+        # The silhouette's mirror image is the silhouette walked the other way round.
+        walked = [tmpl.mirror[row] for row in tmpl.outline]
+        start = walked.index(tmpl.outline[0])
+        assert (walked[start::-1] + walked[:start:-1]) == list(tmpl.outline), tmpl.category_id
 
 
 def test_clip_polygon_keeps_the_part_inside_the_image():
@@ -219,19 +241,26 @@ def test_attributes_follow_what_the_annotation_shows(splits):
     assert len(levels["occlusion"]) >= 2 and levels["viewpoint"] == {1, 2, 3}
 
 
-def test_labelled_landmarks_lie_in_the_image_on_the_outline(splits):
-    checked = 0
+def test_labelled_landmarks_lie_in_the_image_on_the_outline_or_a_seam_inside(splits):
+    on_outline = inside = 0
     for _, _, record, item in all_items(splits):
         height, width = record["image"].shape[:2]
         polygons = [np.reshape(p, (-1, 2)).astype(float) for p in item["segmentation"]]
-        for x, y, v in np.reshape(item["landmarks"], (-1, 3)):
+        outline_rows = set(template(item["category_id"]).outline)
+        for row, (x, y, v) in enumerate(np.reshape(item["landmarks"], (-1, 3))):
             if v == 0:
                 continue
             assert 0 <= x < width and 0 <= y < height
             point = np.array([x, y], dtype=float)
-            assert min(outline_distance(point, p) for p in polygons) <= 1.5
-            checked += 1
-    assert checked > 500
+            if row in outline_rows:
+                assert min(outline_distance(point, p) for p in polygons) <= 1.5
+                on_outline += 1
+            else:
+                depth = max(cv2.pointPolygonTest(p.reshape(-1, 1, 2).astype(np.float32),
+                                                 (float(x), float(y)), True) for p in polygons)
+                assert depth >= -1.5
+                inside += 1
+    assert on_outline > 500 and inside > 50
 
 
 def test_landmark_visibility_follows_the_drawing_order(splits):

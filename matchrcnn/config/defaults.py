@@ -15,7 +15,12 @@ _C.MODEL = CN()
 _C.MODEL.META_ARCHITECTURE = "MatchRCNN"
 # "auto" picks CUDA when it is available, else CPU; any torch device string works too.
 _C.MODEL.DEVICE = "auto"
-# A checkpoint of the whole model to start from ("" for none).
+# The weights to start from ("" for none): a checkpoint of this model (loaded strictly: every
+# tensor must fit), or a foreign file whose tensors load where names and shapes fit (a table says
+# which): a torchvision Mask/Faster R-CNN state_dict (COCO weights, v1 or v2) or a torchvision
+# ResNet state_dict (ImageNet). "torchvision://WEIGHTS_NAME" fetches torchvision's own file
+# through its cache, e.g. "torchvision://MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1".
+# A file that covers the backbone makes MODEL.BACKBONE.PRETRAINED moot: nothing is downloaded.
 _C.MODEL.WEIGHTS = ""
 _C.MODEL.PIXEL_MEAN = (0.485, 0.456, 0.406)
 _C.MODEL.PIXEL_STD = (0.229, 0.224, 0.225)
@@ -38,9 +43,10 @@ _C.MODEL.RESNETS.NORM = "FrozenBN"
 
 _C.MODEL.FPN = CN()
 _C.MODEL.FPN.OUT_CHANNELS = 256
-# Normalisation after the FPN's convs, and (ROI_*_HEAD.NORM) after each conv of a head: "" (none)
-# or "GN" (GroupNorm, 32 groups), as detectron2's from-scratch configs set them (He et al.,
-# "Rethinking ImageNet Pre-training", 2019). In the quickstart's 600 iterations they did not help.
+# Normalisation after the FPN's convs, and (ROI_*_HEAD.NORM) after each conv of a head: "" (none),
+# "GN" (GroupNorm, 32 groups), as detectron2's from-scratch configs set them (He et al.,
+# "Rethinking ImageNet Pre-training", 2019; in the quickstart's 600 iterations they did not help),
+# or "BN" (BatchNorm, as torchvision's maskrcnn_resnet50_fpn_v2).
 _C.MODEL.FPN.NORM = ""
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
@@ -49,6 +55,9 @@ _C.MODEL.ANCHOR_GENERATOR.SIZES = ((32,), (64,), (128,), (256,), (512,))
 _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = ((0.5, 1.0, 2.0),)
 
 _C.MODEL.RPN = CN()
+# One entry per 3x3 conv of the RPN head before its two 1x1 outputs, detectron2's key; -1 keeps the
+# FPN's width (the only width torchvision's RPNHead has). (-1, -1) is maskrcnn_resnet50_fpn_v2's.
+_C.MODEL.RPN.CONV_DIMS = (-1,)
 _C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 2000
 _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 1000
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
@@ -130,6 +139,14 @@ _C.INPUT.MIN_SIZE_TRAIN = (800,)
 _C.INPUT.MAX_SIZE_TRAIN = 1333
 _C.INPUT.MIN_SIZE_TEST = 800
 _C.INPUT.MAX_SIZE_TEST = 1333
+# "horizontal" mirrors half the training images, with their boxes, masks and landmarks (moved to
+# their mirror slots by the layout's flip map); "none" never. As in detectron2, on by default; a
+# layout without a flip map (SAL-HG's) needs "none".
+_C.INPUT.RANDOM_FLIP = "horizontal"
+# The flip map: "" for the layout's own (DeepFashion2's table, matchrcnn/data/
+# deepfashion2_flip_pairs.json), or a JSON file {"pairs": [[slot, slot], ...]} (0-based slots) to
+# use instead, such as the one tools/check_flip_map.py --write-pairs writes from your annotations.
+_C.INPUT.FLIP_PAIRS = ""
 
 _C.DATASETS = CN()
 _C.DATASETS.TRAIN = ("deepfashion2_train",)

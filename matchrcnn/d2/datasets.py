@@ -10,10 +10,10 @@ the torchvision engine does, so both engines read and predict the same coordinat
 
 Metadata: ``thing_classes``, ``keypoint_names`` "1".."294", ``keypoint_oks_sigmas`` (the official
 294 sigmas), ``split_files`` (a SplitFiles: COCO file, images, retrieval ground truth) and
-``evaluator_type`` "deepfashion2". There is no ``keypoint_flip_map``: DeepFashion2 publishes no
-left/right correspondence between its landmarks, and a guessed one would teach mirrored landmarks
-under wrong names, so training does not flip images (INPUT.RANDOM_FLIP "none"), as the torchvision
-engine does not.
+``evaluator_type`` "deepfashion2", and ``keypoint_flip_map``: the left/right pairs of the 294
+slots (the layout's flip map, matchrcnn/data/deepfashion2_flip_pairs.json), by keypoint name, so
+that detectron2's own horizontal flip (INPUT.RANDOM_FLIP "horizontal") moves each mirrored landmark
+to its mirror slot, as the torchvision engine's flip does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from detectron2.structures import BoxMode
 from matchrcnn.data import catalog
 from matchrcnn.data.catalog import BUILTIN_SPLITS, SplitFiles, register_deepfashion2_layout
 from matchrcnn.data.categories import CATEGORY_NAMES, NUM_LANDMARKS, keypoint_oks_sigmas
+from matchrcnn.data.layouts import DEEPFASHION2
 
 EVALUATOR_TYPE = "deepfashion2"
 
@@ -45,6 +46,7 @@ def _register(name: str, files: SplitFiles) -> None:
         thing_classes=list(CATEGORY_NAMES),
         keypoint_names=[str(slot) for slot in range(1, NUM_LANDMARKS + 1)],
         keypoint_oks_sigmas=list(keypoint_oks_sigmas()),
+        keypoint_flip_map=DEEPFASHION2.named_flip_pairs(),
         split_files=files,
         evaluator_type=EVALUATOR_TYPE,
     )

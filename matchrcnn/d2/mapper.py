@@ -75,8 +75,8 @@ class MatchRCNNDatasetMapper(DatasetMapper):
 def landmark_hflip_indices(cfg: CfgNode, is_train: bool) -> list[int] | None:
     """Landmark flip indices when training flips images; a clear error where none are known.
 
-    DeepFashion2's splits register no flip map (see datasets.py), so their configs must set
-    INPUT.RANDOM_FLIP "none"; a dataset registered with ``keypoint_flip_map`` may flip.
+    DeepFashion2's splits register their ``keypoint_flip_map`` (see datasets.py); a split
+    registered without one must train with INPUT.RANDOM_FLIP "none".
     """
     if not is_train or cfg.INPUT.RANDOM_FLIP == "none":
         return None
@@ -92,7 +92,7 @@ def landmark_hflip_indices(cfg: CfgNode, is_train: bool) -> list[int] | None:
     if unflippable:
         raise ValueError(
             f"INPUT.RANDOM_FLIP 'horizontal' needs a landmark flip map, which "
-            f"{', '.join(unflippable)} do not register (DeepFashion2 publishes none); "
+            f"{', '.join(unflippable)} do not register (keypoint_flip_map); "
             "set INPUT.RANDOM_FLIP 'none'"
         )
     return utils.create_keypoint_hflip_indices(cfg.DATASETS.TRAIN)

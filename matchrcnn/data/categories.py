@@ -84,6 +84,23 @@ def keypoint_oks_sigmas() -> tuple[float, ...]:
     return sigmas
 
 
+FLIP_PAIRS_FILE = "deepfashion2_flip_pairs.json"
+"""Package data: the mirror pairs of the 294 slots, with their sources and the one disputed pair."""
+
+
+@lru_cache(maxsize=1)
+def flip_pairs_document() -> dict:
+    """The whole flip-pair file: ``pairs`` (0-based global slots), ``sources``, ``disputed``."""
+    return json.loads(resources.files("matchrcnn.data").joinpath(FLIP_PAIRS_FILE).read_text())
+
+
+def landmark_flip_pairs() -> tuple[tuple[int, int], ...]:
+    """The 131 left/right pairs of the 294 slots (0-based); the 32 slots in none mirror to
+    themselves. Derived from the official landmark figure and two public codebases that agree
+    (the file's ``sources``); short_sleeved_outwear's neckline is disputed (``disputed``)."""
+    return tuple((int(a), int(b)) for a, b in flip_pairs_document()["pairs"])
+
+
 def _check(category_id: int) -> None:
     if not is_category_id(category_id):
         raise ValueError(f"category_id must be an int in 1..{NUM_CATEGORIES}, got {category_id!r}")

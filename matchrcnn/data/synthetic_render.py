@@ -1,11 +1,11 @@
 """Drawing one synthetic DeepFashion2 image and annotating it from what was actually drawn.
 
-An image is a stack of layers, bottom to top: garments (a template polygon under a pose) and, in
-user photos, occluders. The stack is decided first; an owner map (which layer shows at each
-pixel) then gives both the pixels and the labels, so a landmark is occluded (v=1) exactly when a
-later layer covers its pixel, and the attributes follow the dataset's definitions (scale from
-the area of the written, clipped polygon). Items are numbered in drawing order, item1 at the
-bottom.
+An image is a stack of layers, bottom to top: garments (a template's silhouette under a pose, its
+seams drawn on the fabric) and, in user photos, occluders. The stack is decided first; an owner
+map (which layer shows at each pixel) then gives both the pixels and the labels, so a landmark is
+occluded (v=1) exactly when a later layer covers its pixel, and the attributes follow the
+dataset's definitions (scale from the area of the written, clipped polygon). Items are numbered
+in drawing order, item1 at the bottom.
 
 Image sizes: ``size`` is the longer side. User photos are landscape (size x 3/4 size), portrait
 or square; shop photos are square.
@@ -100,6 +100,7 @@ class _Garment:
     appearance: Appearance
     matrix: np.ndarray
     points: np.ndarray
+    outline: np.ndarray
     clipped: np.ndarray
     viewpoint: int
 
@@ -191,23 +192,31 @@ def _centred_pose(tmpl: Template, appearance: Appearance, spec: ImageSpec) -> _P
     return _Pose(scale, 1.0, 0.0, (0.0, 0.0), (spec.width / 2, spec.height / 2))
 
 
+def garment_geometry(category_id: int, matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A garment drawn through ``matrix`` (3x3, template units to pixels): its landmarks, (N, 2)
+    integer pixels in the category's order, and its silhouette polygon."""
+    tmpl = template(category_id)
+    points = np.rint(apply_homography(matrix, tmpl.points)).astype(np.int64)
+    return points, points[list(tmpl.outline)]
+
+
 def _place(item: ItemSpec, appearance: Appearance, pose: _Pose, spec: ImageSpec,
            viewpoint: int) -> _Garment:
     tmpl = template(item.category_id)
     matrix = _pose_matrix(tmpl, appearance, pose)
-    points = np.rint(apply_homography(matrix, tmpl.points)).astype(np.int64)
-    clipped = clip_polygon(points.astype(np.float64), spec.width - 1, spec.height - 1)
-    return _Garment(item, tmpl, appearance, matrix, points, clipped, viewpoint)
+    points, outline = garment_geometry(item.category_id, matrix)
+    clipped = clip_polygon(outline.astype(np.float64), spec.width - 1, spec.height - 1)
+    return _Garment(item, tmpl, appearance, matrix, points, outline, clipped, viewpoint)
 
 
 def _inside_share(garment: _Garment) -> float:
-    full = polygon_area(garment.points.astype(np.float64))
+    full = polygon_area(garment.outline.astype(np.float64))
     return polygon_area(garment.clipped) / full if full > 0 else 0.0
 
 
 def _garment_layer(garment: _Garment, spec: ImageSpec) -> _Layer:
     mask = np.zeros((spec.height, spec.width), dtype=np.uint8)
-    cv2.fillPoly(mask, [garment.points.astype(np.int32)], 1)
+    cv2.fillPoly(mask, [garment.outline.astype(np.int32)], 1)
     return _Layer(mask.astype(bool), garment)
 
 
@@ -250,7 +259,7 @@ def _add_occluders(rng: np.random.Generator, layers: list[_Layer],
             break
         garment = garments[int(rng.integers(len(garments)))]
         anchor = garment.points[int(rng.integers(len(garment.points)))]
-        size = np.sqrt(max(polygon_area(garment.points.astype(np.float64)), 1.0))
+        size = np.sqrt(max(polygon_area(garment.outline.astype(np.float64)), 1.0))
         mask = np.zeros((spec.height, spec.width), dtype=np.uint8)
         axes = (max(2, round(size * rng.uniform(0.1, 0.3))),
                 max(2, round(size * rng.uniform(0.05, 0.2))))
@@ -282,7 +291,8 @@ def _least_visible_share(layers: list[_Layer], spec: ImageSpec) -> float:
 
 
 def _paint(image: np.ndarray, layers: list[_Layer], owner: np.ndarray, spec: ImageSpec) -> None:
-    """Fill each layer's visible pixels: garments with their fabric warped by their pose."""
+    """Fill each layer's visible pixels: garments with their fabric warped by their pose and
+    their seams (the lines through the landmarks inside the silhouette) darker."""
     for number, layer in enumerate(layers, start=1):
         shown = owner == number
         if not shown.any():
@@ -298,6 +308,24 @@ def _paint(image: np.ndarray, layers: list[_Layer], owner: np.ndarray, spec: Ima
                                      borderMode=cv2.BORDER_REPLICATE)
         window = shown[y:y + h, x:x + w]
         image[y:y + h, x:x + w][window] = fabric[window]
+        _draw_seams(image, garment, shown)
+
+
+SEAM_SHADE = 0.55
+"""Seams darken the fabric to this share of its brightness."""
+
+
+def _draw_seams(image: np.ndarray, garment: _Garment, shown: np.ndarray) -> None:
+    if not garment.template.seams:
+        return
+    x1, y1 = garment.outline.min(axis=0)
+    x2, y2 = garment.outline.max(axis=0)
+    thickness = max(1, round(max(x2 - x1, y2 - y1) / 80))
+    lines = np.zeros(shown.shape, dtype=np.uint8)
+    cv2.polylines(lines, [garment.points[list(seam)].astype(np.int32)
+                          for seam in garment.template.seams], False, 1, thickness)
+    seam = (lines > 0) & shown
+    image[seam] = (image[seam] * SEAM_SHADE).astype(np.uint8)
 
 
 def _cluttered_background(rng: np.random.Generator, spec: ImageSpec) -> np.ndarray:

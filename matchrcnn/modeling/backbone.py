@@ -1,14 +1,15 @@
 """The feature network: a torchvision ResNet (18/34/50/101) with an FPN on res2..res5, plus P6.
 
 ImageNet initialisation goes through torchvision's weights; machines without internet access
-point MODEL.BACKBONE.PRETRAINED at a local copy of the same state_dict instead.
+point MODEL.BACKBONE.PRETRAINED at a local copy of the same state_dict instead. A model whose
+weights all come from a checkpoint (``--eval-only``, ``--resume``, a MODEL.WEIGHTS file) is built
+without them: nothing is downloaded only to be overwritten.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 
 import torch
 from fvcore.common.config import CfgNode
@@ -19,7 +20,12 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from matchrcnn.config import ConfigError
 from matchrcnn.modeling.pixels import PIXELS
-from matchrcnn.modeling.weights import WeightsError, mismatch, read_state_dict
+from matchrcnn.modeling.weights import (
+    WeightsError,
+    fetch_torchvision_weights,
+    mismatch,
+    read_state_dict,
+)
 
 RESNET_DEPTHS = (18, 34, 50, 101)
 NORMS: dict[str, Callable[[int], nn.Module]] = {
@@ -27,9 +33,10 @@ NORMS: dict[str, Callable[[int], nn.Module]] = {
     "BN": nn.BatchNorm2d,
     "GN": partial(nn.GroupNorm, 32),
 }
-HEAD_NORMS = ("", "GN")
+HEAD_NORMS = ("", "GN", "BN")
 """Normalisation after each conv of the FPN and the RoI heads, as detectron2's ``*.NORM`` keys:
-"" for none, "GN" for GroupNorm (detectron2's from-scratch configs use it)."""
+"" for none, "GN" for GroupNorm (detectron2's from-scratch configs use it), "BN" for BatchNorm
+(torchvision's maskrcnn_resnet50_fpn_v2)."""
 _STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
 _BN_STATISTICS = ("running_mean", "running_var", "num_batches_tracked")
 PRETRAINED_KEY = "MODEL.BACKBONE.PRETRAINED"
@@ -59,15 +66,17 @@ def head_norm(name: str, key: str) -> Callable[[int], nn.Module] | None:
     return NORMS[name] if name else None
 
 
-def build_backbone(cfg: CfgNode, pass_pixels: bool = False) -> ResNetFPN:
-    """The backbone the config asks for (MODEL.RESNETS.*, MODEL.FPN.*, MODEL.BACKBONE.*)."""
+def build_backbone(cfg: CfgNode, pass_pixels: bool = False,
+                   pretrained: bool = True) -> ResNetFPN:
+    """The backbone the config asks for (MODEL.RESNETS.*, MODEL.FPN.*, MODEL.BACKBONE.*);
+    ``pretrained=False`` skips MODEL.BACKBONE.PRETRAINED (weights that a checkpoint replaces)."""
     return build_resnet_fpn_backbone(
         depth=cfg.MODEL.RESNETS.DEPTH,
         norm=cfg.MODEL.RESNETS.NORM,
         out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
         fpn_norm=cfg.MODEL.FPN.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-        pretrained=cfg.MODEL.BACKBONE.PRETRAINED,
+        pretrained=cfg.MODEL.BACKBONE.PRETRAINED if pretrained else "",
         pass_pixels=pass_pixels,
     )
 
@@ -132,18 +141,9 @@ def load_resnet_weights(body: resnet.ResNet, source: str, depth: int) -> None:
 
 
 def _imagenet_state_dict(depth: int) -> Mapping[str, torch.Tensor]:
-    weights = get_model_weights(f"resnet{depth}").IMAGENET1K_V1
-    try:
-        return weights.get_state_dict(progress=False)
-    except (OSError, RuntimeError) as error:
-        cache = Path(torch.hub.get_dir()) / "checkpoints"
-        raise WeightsError(
-            f"cannot fetch ImageNet weights for resnet{depth} from {weights.url}: {error}\n"
-            f"Download that file on a machine with internet access and either set "
-            f"{PRETRAINED_KEY} to its local path (for example "
-            f"{PRETRAINED_KEY} /path/to/{weights.url.rsplit('/', 1)[-1]}) or put it "
-            f"in {cache}; or set {PRETRAINED_KEY} \"\" to train from scratch."
-        ) from error
+    return fetch_torchvision_weights(get_model_weights(f"resnet{depth}").IMAGENET1K_V1,
+                                     PRETRAINED_KEY,
+                                     f"; or set {PRETRAINED_KEY} \"\" to train from scratch")
 
 
 def _freeze(body: resnet.ResNet, freeze_at: int) -> None:

@@ -175,8 +175,12 @@ def check_targets(
             raise ValueError(f"{where}: 'is_shop' must be one bool per image")
 
 
-def build_model(cfg: CfgNode) -> MatchRCNN:
-    """The model the config describes, on CPU, in training mode."""
+def build_model(cfg: CfgNode, backbone_weights: bool = True) -> MatchRCNN:
+    """The model the config describes, on CPU, in training mode.
+
+    ``backbone_weights=False`` leaves out MODEL.BACKBONE.PRETRAINED, for a model whose weights a
+    checkpoint or a MODEL.WEIGHTS file is about to replace (no ImageNet download for nothing).
+    """
     model_cfg = cfg.MODEL
     if model_cfg.META_ARCHITECTURE != "MatchRCNN":
         raise ConfigError(
@@ -193,7 +197,7 @@ def build_model(cfg: CfgNode) -> MatchRCNN:
             "another layout, or set MODEL.LANDMARK_ON False"
         )
     pixels = model_cfg.MATCH_ON and _match_input(model_cfg) == "pixels"
-    backbone = build_backbone(cfg, pass_pixels=pixels)
+    backbone = build_backbone(cfg, pass_pixels=pixels, pretrained=backbone_weights)
     channels = backbone.out_channels
     roi_cfg = model_cfg.ROI_HEADS
     box_cfg = model_cfg.ROI_BOX_HEAD
@@ -274,10 +278,16 @@ def _rpn(model_cfg: CfgNode, channels: int) -> LevelsRPN:
             "the same number of anchors at every level"
         )
     rpn_cfg = model_cfg.RPN
+    conv_dims = tuple(rpn_cfg.CONV_DIMS)
+    if not conv_dims or any(dim not in (-1, channels) for dim in conv_dims):
+        raise ConfigError(
+            f"MODEL.RPN.CONV_DIMS must list one -1 (the FPN's width, {channels}) per conv of the "
+            f"RPN head, at least one; torchvision's RPNHead has no other width: got {conv_dims}"
+        )
     bg_iou, fg_iou = rpn_cfg.IOU_THRESHOLDS
     return LevelsRPN(
         anchors,
-        RPNHead(channels, per_location.pop()),
+        RPNHead(channels, per_location.pop(), conv_depth=len(conv_dims)),
         fg_iou_thresh=fg_iou,
         bg_iou_thresh=bg_iou,
         batch_size_per_image=rpn_cfg.BATCH_SIZE_PER_IMAGE,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip(
     "detectron2", reason="detectron2 is not installed (no package index has it; see README.md, "
@@ -11,6 +12,8 @@ pytest.importorskip(
 )
 
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from matchrcnn.d2 import (
@@ -22,6 +25,9 @@ from matchrcnn.d2 import (
 from matchrcnn.data import catalog
 from matchrcnn.data.catalog import SplitFiles
 from matchrcnn.data.categories import CATEGORY_NAMES, keypoint_oks_sigmas, landmark_slice
+from matchrcnn.data.layouts import DEEPFASHION2
+from matchrcnn.data.mapper import DatasetMapper
+from matchrcnn.data.transforms import hflip_image, hflip_target
 from tests.d2.conftest import d2_cfg
 
 
@@ -34,7 +40,8 @@ def test_builtin_splits_carry_deepfashion2_metadata(name):
     assert metadata.keypoint_names == [str(slot) for slot in range(1, 295)]
     assert metadata.keypoint_oks_sigmas == list(keypoint_oks_sigmas())
     assert metadata.evaluator_type == "deepfashion2"
-    assert metadata.get("keypoint_flip_map") is None
+    assert metadata.keypoint_flip_map == DEEPFASHION2.named_flip_pairs()
+    assert utils.create_keypoint_hflip_indices([name]) == list(DEEPFASHION2.flip_indices)
 
 
 def test_records_are_in_detectron2_format_with_zero_based_categories(d2_env):
@@ -98,12 +105,53 @@ def test_inference_mapper_drops_the_annotations(d2_env):
     assert (mapped["height"], mapped["width"]) == (record["height"], record["width"])
 
 
-@pytest.mark.parametrize("flip", ["horizontal", "vertical"])
-def test_flipping_without_a_landmark_flip_map_is_refused(flip):
-    cfg = d2_cfg("INPUT.RANDOM_FLIP", flip)
+def test_horizontal_flip_uses_the_splits_flip_map():
+    mapper = MatchRCNNDatasetMapper(d2_cfg("INPUT.RANDOM_FLIP", "horizontal"), True)
+    assert list(mapper.keypoint_hflip_indices) == list(DEEPFASHION2.flip_indices)
+    assert any(isinstance(a, T.RandomFlip) for a in mapper.augmentations.augs)
+
+
+@pytest.mark.parametrize(("flip", "split"), [("horizontal", "synthetic_unmirrored_train"),
+                                             ("vertical", "synthetic_train")])
+def test_flipping_without_a_landmark_flip_map_is_refused(flip, split):
+    MetadataCatalog.get("synthetic_unmirrored_train").set(
+        keypoint_names=[str(slot) for slot in range(1, 295)])
+    cfg = d2_cfg("INPUT.RANDOM_FLIP", flip, "DATASETS.TRAIN", f"('{split}',)")
     with pytest.raises(ValueError, match=f"INPUT.RANDOM_FLIP '{flip}'"):
         MatchRCNNDatasetMapper(cfg, True)
     assert MatchRCNNDatasetMapper(cfg, False).keypoint_hflip_indices is None
+
+
+def test_detectron2s_flip_agrees_with_the_torchvision_engines_on_the_same_record(d2_env):
+    """detectron2's RandomFlip with the registered flip map, and our mapper's flip: the same
+    pixels, boxes, landmarks (moved to the same slots) and masks."""
+    ours_records = catalog.DatasetCatalog.get("synthetic_train")
+    index = next(i for i, r in enumerate(ours_records) if len(r["annotations"]) > 1)
+    d2_mapper = MatchRCNNDatasetMapper(d2_cfg("INPUT.RANDOM_FLIP", "horizontal",
+                                              "INPUT.MASK_FORMAT", "bitmask"), True)
+    d2_mapper.augmentations = T.AugmentationList([T.RandomFlip(prob=1.0, horizontal=True)])
+    theirs = d2_mapper(DatasetCatalog.get("synthetic_train")[index])
+    mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
+    record = ours_records[index]
+    iteration = next(i for i in range(100) if mapper.flips(record, i))
+    image, target = mapper(record, iteration)
+
+    np.testing.assert_array_equal((image * 255).round().byte().numpy(),
+                                  theirs["image"].numpy()[::-1])  # detectron2's is BGR
+    instances = theirs["instances"]
+    assert instances.gt_classes.tolist() == (target["labels"] - 1).tolist()
+    torch.testing.assert_close(instances.gt_boxes.tensor, target["boxes"])
+    torch.testing.assert_close(instances.gt_keypoints.tensor, target["keypoints"])
+    masks = instances.gt_masks.tensor
+    assert masks.shape == target["masks"].shape
+    differing = (masks != target["masks"].bool()).sum(dim=(1, 2))
+    assert (differing <= 0.01 * target["masks"].sum(dim=(1, 2))).all(), differing
+    # Flipping back gives the record's own target.
+    unflipped = DatasetMapper()(record)
+    again = hflip_target(target, image.shape[-1], DEEPFASHION2.flip_indices)
+    assert torch.equal(hflip_image(image), unflipped[0])
+    for key in ("boxes", "masks", "keypoints"):
+        assert torch.equal(again[key], unflipped[1][key]), key
 
 
 def test_pair_sampler_streams_batches_of_consumer_and_shop_images_of_the_same_pairs(d2_env):

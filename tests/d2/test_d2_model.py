@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import pickle
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ pytest.importorskip(
     "'Use with detectron2')"
 )
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import build_detection_test_loader
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
@@ -126,3 +129,30 @@ def test_heads_trained_by_either_engine_load_into_the_other():
 def test_inconsistent_configs_are_refused(opts, message):
     with pytest.raises(ValueError, match=message):
         build_model(d2_cfg(*opts))
+
+
+def test_a_model_zoo_coco_file_loads_where_it_fits(tmp_path, caplog):
+    """A detectron2 model-zoo .pkl of a COCO Mask R-CNN (80 classes): DetectionCheckpointer loads
+    every tensor that fits, skips the predictors for their shape and reports our heads missing."""
+    torch.manual_seed(0)
+    coco = build_model(d2_cfg("MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                              "MODEL.ROI_HEADS.NUM_CLASSES", "80",
+                              "MODEL.LANDMARK_ON", "False", "MODEL.MATCH_ON", "False"))
+    coco_state = coco.state_dict()
+    path = tmp_path / "model_final_coco.pkl"
+    path.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in coco_state.items()},
+                                   "__author__": "Detectron2 Model Zoo"}))
+    model = build_model(d2_cfg())
+    initial = {name: value.clone() for name, value in model.state_dict().items()}
+    with caplog.at_level(logging.INFO):
+        DetectionCheckpointer(model).load(str(path))
+    state = model.state_dict()
+    fits = {n for n, v in state.items() if n in coco_state and coco_state[n].shape == v.shape}
+    assert all(n.startswith(("roi_heads.box_predictor.", "roi_heads.mask_head.predictor.",
+                             "roi_heads.landmark_branch.", "roi_heads.match_branch."))
+               for n in set(state) - fits)
+    for name, value in state.items():
+        assert torch.equal(value, coco_state[name] if name in fits else initial[name]), name
+    assert "Detectron2 Model Zoo" in caplog.text
+    assert "Skip loading parameter 'roi_heads.box_predictor.cls_score.weight'" in caplog.text
+    assert "roi_heads.landmark_branch" in caplog.text and "roi_heads.match_branch" in caplog.text

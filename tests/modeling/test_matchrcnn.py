@@ -260,7 +260,7 @@ def test_default_box_head_keeps_torchvision_weight_names(tiny_cfg) -> None:
     ("key", "value"),
     [
         ("MODEL.FPN.NORM", "SyncBN"),
-        ("MODEL.ROI_BOX_HEAD.NORM", "BN"),
+        ("MODEL.ROI_BOX_HEAD.NORM", "FrozenBN"),
         ("MODEL.ROI_MASK_HEAD.NORM", "FrozenBN"),
         ("MODEL.ROI_LANDMARK_HEAD.NORM", "gn"),
         ("MODEL.ROI_BOX_HEAD.NUM_FC", "0"),
