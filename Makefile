@@ -11,7 +11,7 @@ DEMO_SEED ?= 0
 
 .PHONY: demo test test-all lint install clean-venv
 
-$(STAMP): setup.py pyproject.toml matchrcnn/evaluation/_json_scan.c
+$(STAMP): setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
@@ -37,6 +37,8 @@ demo: $(STAMP)
 		--weights output/quickstart/model_final.pth --gallery output/quickstart/gallery \
 		--image $(SYNTH)/validation/image/000001.jpg --min-score 0.1 --max-items 3 --topk 10 \
 		--out output/quickstart/query
+	@echo "Search the gallery in a browser (http://127.0.0.1:8000, this machine only):"
+	@echo "$(PY) tools/serve_gallery.py --config-file configs/synthetic/quickstart.yaml --weights output/quickstart/model_final.pth --gallery output/quickstart/gallery"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from setuptools import Extension, find_packages, setup
+from setuptools import find_packages, setup
 
 setup(
     name="matchrcnn",
@@ -16,11 +16,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["matchrcnn", "matchrcnn.*"]),
-    package_data={"matchrcnn.data": ["*.json"]},
-    # The fast JSON scanner of matchrcnn.evaluation.fast_json. Optional: without a C compiler the
-    # install still succeeds and every file is read by the strict reader (the same arrays, slower).
-    ext_modules=[Extension("matchrcnn.evaluation._json_scan", ["matchrcnn/evaluation/_json_scan.c"],
-                           optional=True)],
+    package_data={"matchrcnn.data": ["*.json"], "matchrcnn.serve": ["static/*"]},
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
@@ -30,13 +26,23 @@ setup(
         "pycocotools>=2.0.7",
         "faster-coco-eval>=1.6",
         "faiss-cpu>=1.8",
+        "pysimdjson>=7.0",  # evaluation files read fast and exactly (evaluation/json_columns.py)
+        "ijson>=3.2",  # dataset records streamed from COCO files (data/records.py)
         "pyyaml>=6.0",
         "fvcore>=0.1.5",
         "tqdm>=4.66",
         "tensorboard>=2.14",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "ruff>=0.6"],
+        # tools/serve_gallery.py: the visual search service (FastAPI on uvicorn; /docs offline)
+        "serve": ["fastapi>=0.165", "fastapi-offline>=1.7", "uvicorn>=0.30",
+                  "python-multipart>=0.0.18", "httpx2>=2.16"],
+        # playwright drives the system's Chromium in the browser test (no browser download)
+        # tests/d2 run against ../shared/vendor's detectron2 source where detectron2 is not
+        # installed; these are its pure-python needs beyond ours
+        "test": ["pytest>=8.0", "ruff>=0.6", "fastapi>=0.165", "fastapi-offline>=1.7",
+                 "uvicorn>=0.30", "python-multipart>=0.0.18", "httpx2>=2.16", "playwright>=1.40",
+                 "matplotlib", "cloudpickle", "omegaconf>=2.1,<2.4", "hydra-core>=1.1", "black"],
         # detectron2 is on no package index; it compiles against the installed torch, so install
         # with --no-build-isolation after the base install (README.md, "Use with detectron2").
         "d2": ["detectron2 @ git+https://github.com/facebookresearch/detectron2.git"],

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from matchrcnn.config import ConfigError, setup_cfg
 from matchrcnn.engine.checkpoint import Checkpointer
 from matchrcnn.engine.evaluation import evaluate_model, print_results
-from matchrcnn.engine.launch import ProcessInfo, launch
-from matchrcnn.engine.trainer import NonFiniteLossError, Trainer, seed_everything
-from matchrcnn.modeling import WeightsError, build_model, load_model_weights, resolve_device
+from matchrcnn.engine.launch import ProcessInfo, launch, process_device
+from matchrcnn.engine.trainer import (
+    NonFiniteLossError,
+    Trainer,
+    images_per_process,
+    seed_everything,
+)
+from matchrcnn.modeling import WeightsError, build_model, load_model_weights
 
 logger = logging.getLogger("matchrcnn")
 
@@ -42,11 +48,12 @@ def run(args: argparse.Namespace, process: ProcessInfo) -> dict | None:
     cfg = setup_cfg(args.config_file, args.opts)
     logging.basicConfig(level=logging.INFO if process.rank == 0 else logging.WARNING,
                         format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    device = resolve_device(cfg.MODEL.DEVICE)
-    if device.type == "cuda":
-        device = resolve_device(f"cuda:{process.local_rank}")
+    device = process_device(cfg.MODEL.DEVICE, process)
     seed_everything(cfg.SEED + process.rank)
-    model = build_model(cfg).to(device)
+    resumed = args.resume and Checkpointer(cfg.OUTPUT_DIR, None).last_checkpoint() is not None
+    # Weights that a checkpoint or MODEL.WEIGHTS replaces are not downloaded (ImageNet's).
+    model = build_model(cfg, backbone_weights=not (args.eval_only or resumed
+                                                   or cfg.MODEL.WEIGHTS)).to(device)
 
     if args.eval_only:
         weights = (Checkpointer(cfg.OUTPUT_DIR, model).last_checkpoint() if args.resume
@@ -60,8 +67,9 @@ def run(args: argparse.Namespace, process: ProcessInfo) -> dict | None:
             print_results(results)
         return results
 
-    if cfg.MODEL.WEIGHTS and not args.resume:
-        load_model_weights(model, cfg.MODEL.WEIGHTS)
+    if cfg.MODEL.WEIGHTS and not resumed:
+        # A checkpoint of this model, or COCO / ImageNet weights where they fit (a table says).
+        load_model_weights(model, cfg.MODEL.WEIGHTS, foreign=True)
     trainer = Trainer(cfg, model, resume=args.resume, rank=process.rank,
                       world_size=process.world_size,
                       evaluate=lambda m, iteration: evaluate_model(cfg, m, iteration))
@@ -74,7 +82,11 @@ def run(args: argparse.Namespace, process: ProcessInfo) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        launch(run, args.num_gpus, args=(args,))
+        cfg = setup_cfg(args.config_file, args.opts)
+        if not args.eval_only:
+            images_per_process(cfg, int(os.environ.get("WORLD_SIZE", args.num_gpus)))
+        device_type = process_device(cfg.MODEL.DEVICE, ProcessInfo()).type
+        launch(run, args.num_gpus, args=(args,), device_type=device_type)
     except (ConfigError, WeightsError, NonFiniteLossError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -14,15 +14,15 @@ The other datasets (tools/convert_dataset.py) are registered as ``fashionai_{tra
 COCO keypoint file under a name of one's choice.
 
 ``DatasetCatalog.get(name)`` returns the split's records: one dict per image with its COCO fields,
-``file_name`` made absolute, and an ``annotations`` list of that image's COCO annotations. Each
-split's metadata names its landmark ``layout`` (None for a split without landmarks).
+``file_name`` made absolute, and an ``annotations`` list of that image's COCO annotations, held
+compactly in a ``RecordStore`` (``matchrcnn.data.records``) that rebuilds each dict when it is
+read. Each split's metadata names its landmark ``layout`` (None for a split without landmarks).
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -31,6 +31,7 @@ from typing import Any
 from matchrcnn.config import ConfigError
 from matchrcnn.data.categories import CATEGORY_NAMES
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
+from matchrcnn.data.records import RecordStore, load_coco_records
 
 DATASETS_ENV = "MATCHRCNN_DATASETS"
 BUILTIN_SPLITS = {
@@ -103,13 +104,13 @@ class _Catalog:
 
 
 class _DatasetCatalog(_Catalog):
-    def register(self, name: str, func: Callable[[], list[dict]]) -> None:
+    def register(self, name: str, func: Callable[[], Sequence[dict]]) -> None:
         """Register a function that returns the split's records when called."""
         if not callable(func):
             raise TypeError(f"dataset {name!r}: expected a function returning records")
         super().register(name, func)
 
-    def get(self, name: str) -> list[dict]:
+    def get(self, name: str) -> Sequence[dict]:
         return self._lookup(name)()
 
 
@@ -121,34 +122,6 @@ class _MetadataCatalog(_Catalog):
 
 DatasetCatalog = _DatasetCatalog("dataset")
 MetadataCatalog = _MetadataCatalog("metadata")
-
-
-def load_coco_records(json_file: str | os.PathLike, image_root: str | os.PathLike) -> list[dict]:
-    """Group a COCO file's annotations under their images, in image-id order."""
-    json_file = Path(json_file)
-    try:
-        with open(json_file, encoding="utf-8") as handle:
-            coco = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{json_file} is not valid JSON: {error}") from error
-    for key in ("images", "annotations"):
-        if key not in coco:
-            raise ValueError(f"{json_file} is not a COCO file: it has no {key!r}")
-    records = {}
-    for image in coco["images"]:
-        record = dict(image)
-        record["image_id"] = image["id"]
-        record["file_name"] = str(Path(image_root) / image["file_name"])
-        record["annotations"] = []
-        records[image["id"]] = record
-    for annotation in coco["annotations"]:
-        if annotation["image_id"] not in records:
-            raise ValueError(
-                f"{json_file}: annotation {annotation.get('id')} names image "
-                f"{annotation['image_id']}, which the file does not list"
-            )
-        records[annotation["image_id"]]["annotations"].append(annotation)
-    return [records[image_id] for image_id in sorted(records)]
 
 
 def register_deepfashion2_layout(name: str, files: SplitFiles) -> None:
@@ -198,7 +171,7 @@ def register_coco_files(name: str, files: CocoFiles | SplitFiles, layout: Landma
                         thing_classes: list[str] | None = None) -> None:
     """Register a COCO-form split: its records, and metadata from its landmark layout."""
 
-    def load() -> list[dict]:
+    def load() -> RecordStore:
         if not files.json_file.is_file():
             command = files.convert_command()
             hint = command and f" Convert the split first:\n  {command}"

@@ -6,9 +6,11 @@ iteration k sees exactly the batches it would have seen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
+
+from matchrcnn.data.records import column
 
 
 class ImageBatchSampler:
@@ -36,6 +38,7 @@ class ImageBatchSampler:
             iteration += 1
 
 
-def has_pairs(records: list[dict]) -> bool:
+def has_pairs(records: Sequence[dict]) -> bool:
     """True when every record says its source (user/shop) and pair_id, as DeepFashion2's do."""
-    return bool(records) and all("source" in r and "pair_id" in r for r in records)
+    return len(records) > 0 and all(
+        value is not None for key in ("source", "pair_id") for value in column(records, key))

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from matchrcnn.data.records import column
+
 
 class PairBatchSampler:
     """Index batches over detectron2-style records (with ``source`` and ``pair_id`` keys)."""
@@ -31,17 +33,18 @@ class PairBatchSampler:
             )
         if not 0.0 <= unrelated_fraction <= 1.0:
             raise ValueError(f"unrelated_fraction must be in [0, 1], got {unrelated_fraction}")
+        sources, pairs = column(records, "source"), column(records, "pair_id")
         users: dict[int, list[int]] = {}
         shops: dict[int, list[int]] = {}
-        for index, record in enumerate(records):
-            side = shops if record["source"] == "shop" else users
-            side.setdefault(record["pair_id"], []).append(index)
+        for index, (source, pair_id) in enumerate(zip(sources, pairs, strict=True)):
+            side = shops if source == "shop" else users
+            side.setdefault(pair_id, []).append(index)
         self.pair_ids = np.array(sorted(set(users) & set(shops)), dtype=np.int64)
         if len(self.pair_ids) == 0 and unrelated_fraction < 1.0:
             raise ValueError("no pair_id has both a user and a shop image: no pairs to sample")
         self._users = {pid: np.array(users[pid]) for pid in self.pair_ids.tolist()}
         self._shops = {pid: np.array(shops[pid]) for pid in self.pair_ids.tolist()}
-        self._pair_of = np.array([record["pair_id"] for record in records], dtype=np.int64)
+        self._pair_of = np.array(pairs, dtype=np.int64)
         self.images_per_batch = images_per_batch
         self.groups = min(
             round(images_per_batch * (1.0 - unrelated_fraction)) // 2, len(self.pair_ids)

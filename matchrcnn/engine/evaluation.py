@@ -1,75 +1,61 @@
-"""Evaluate a model on the first of DATASETS.TEST with the project's evaluation suite.
+"""Evaluate a model on the first of DATASETS.TEST, on every rank, with the project's evaluator.
 
-Box, mask and landmark AP come from ``matchrcnn.evaluation.coco`` on in-memory predictions;
-landmark AP only in DeepFashion2's layout, FashionAI's normalized error in its own
-(``matchrcnn.evaluation.normalized_error``), no landmark metric for SAL-HG (it defines none).
-Retrieval is scored in the ground-truth-box mode: every item of the split's user images is embedded
-from its ground-truth box, ranked against every item of its shop images by the match network's
-same-minus-different logit, and the top 20 are scored by the official protocol
-(``evaluate_retrieval(..., gt_boxes=True)``), next to the accuracy a random ranking would reach.
-Results go to ``OUTPUT_DIR/eval_results.json`` (fractions in [0, 1]).
+Every rank predicts its shard of the split, whole batches of it, and feeds the outputs to
+``matchrcnn.evaluation.evaluator.DeepFashion2Evaluator``, which keeps them compactly, gathers them
+on rank 0, scores them once and returns the numbers on every rank. Batches are formed over the
+whole split (images of one size, in order) before they are dealt to the ranks, so each image is
+predicted in the batch it would have in one process: a sharded evaluation equals a single-process
+one digit for digit.
+
+Box, mask and landmark AP in DeepFashion2's layout (its official sigmas), with the breakdowns by
+scale, occlusion, zoom_in and viewpoint at the end of a run, FashionAI's normalized error in its
+own, no landmark metric for SAL-HG (it defines none). Retrieval is scored in the
+ground-truth-box mode, next to the accuracy a random ranking would reach. Results go to
+``OUTPUT_DIR/eval_results.json`` (fractions in [0, 1]), written by rank 0.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
+import torch.distributed as dist
 from fvcore.common.config import CfgNode
 
 from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog, check_layout
 from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.mapper import DatasetMapper
-from matchrcnn.evaluation.coco import evaluate_coco
-from matchrcnn.evaluation.normalized_error import landmark_entries, normalized_error
-from matchrcnn.evaluation.results import RETRIEVED
-from matchrcnn.evaluation.retrieval import TOP_K, evaluate_retrieval
+from matchrcnn.data.records import column
+from matchrcnn.evaluation.evaluator import DeepFashion2Evaluator, EvaluationFiles
 from matchrcnn.modeling.matchrcnn import landmark_layout
+from matchrcnn.modeling.predictor import MASK_THRESHOLD
+from matchrcnn.retrieval.metric import MatchMetric
 from matchrcnn.utils.atomic import write_json_atomic
 
 logger = logging.getLogger("matchrcnn")
 EVAL_RESULTS = "eval_results.json"
+EVAL_BATCH_SIZE = 4
 
 
-@torch.no_grad()
-def run_inference(model: torch.nn.Module, records: list[dict], batch_size: int = 4,
-                  gt_embeddings: bool = True) -> tuple[list[dict], list[torch.Tensor]]:
-    """Per-image predictions (numpy, masks as (N, H, W) bool) and ground-truth-box embeddings."""
-    model.eval()
-    device = next(model.parameters()).device
-    mapper = DatasetMapper(with_targets=False)
-    predictions: list[dict] = [{} for _ in records]
-    embeddings: list[torch.Tensor] = [torch.empty(0) for _ in records]
-    for batch in same_size_batches(records, batch_size):
-        chunk = [records[index] for index in batch]
-        images = [mapper(record)[0].to(device) for record in chunk]
-        for index, record, output in zip(batch, chunk, model(images), strict=True):
-            prediction = {key: value.cpu().numpy() for key, value in output.items()}
-            if "masks" in prediction:
-                prediction["masks"] = prediction["masks"][:, 0] > 0.5
-            prediction["image_id"] = record["image_id"]
-            predictions[index] = prediction
-        if gt_embeddings:
-            boxes = [_gt_boxes(record).to(device) for record in chunk]
-            for index, embedding in zip(batch, model.embed_boxes(images, boxes), strict=True):
-                embeddings[index] = embedding.cpu()
-    return predictions, embeddings if gt_embeddings else []
-
-
-def same_size_batches(records: list[dict], batch_size: int) -> list[list[int]]:
+def same_size_batches(records: Sequence[dict], batch_size: int) -> list[list[int]]:
     """Record indices in batches whose images all have one size, in order within each size.
 
     A batch pads its images to the largest; with GroupNorm the padding enters the statistics, so a
     prediction would depend on which images shared its batch.
     """
     by_size: dict[tuple[int, int], list[int]] = {}
-    for index, record in enumerate(records):
-        by_size.setdefault((record["height"], record["width"]), []).append(index)
+    sizes = zip(column(records, "height"), column(records, "width"), strict=True)
+    for index, size in enumerate(sizes):
+        by_size.setdefault(size, []).append(index)
     return [indices[start : start + batch_size] for indices in by_size.values()
             for start in range(0, len(indices), batch_size)]
+
+
+def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
+    """This rank's batches: every world_size-th one, so the shards differ by one batch at most."""
+    return batches[rank::world_size]
 
 
 def _gt_boxes(record: dict) -> torch.Tensor:
@@ -80,104 +66,78 @@ def _gt_boxes(record: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def gt_box_retrieval_results(records: list[dict], embeddings: list[torch.Tensor],
-                             similarity: torch.nn.Module) -> list[dict]:
-    """Official retrieval result entries: each user item's 20 best shop items (GT boxes)."""
-    def items(source: str) -> tuple[list, list, list, torch.Tensor]:
-        ids, boxes, classes, vectors = [], [], [], []
-        for record, vector in zip(records, embeddings, strict=True):
-            if record["source"] != source:
-                continue
-            for annotation, row in zip(record["annotations"], vector, strict=True):
-                x, y, w, h = annotation["bbox"]
-                ids.append(record["image_id"])
-                boxes.append([x, y, x + w, y + h])
-                classes.append(annotation["category_id"])
-                vectors.append(row)
-        return ids, boxes, classes, torch.stack(vectors) if vectors else torch.zeros(0)
+def predict_batches(model: torch.nn.Module, records: Sequence[dict], batches: list[list[int]],
+                    gt_embeddings: bool = True) -> Iterator[tuple[list[dict], list[dict]]]:
+    """(records, outputs) per batch; masks thresholded on the device, outputs on the CPU.
 
-    query_ids, query_boxes, query_classes, queries = items("user")
-    gallery_ids, gallery_boxes, _, gallery = items("shop")
-    if len(gallery_ids) == 0 or len(query_ids) == 0:
-        raise ValueError("retrieval evaluation needs user and shop images in the test split")
-    entries = []
-    for start in range(0, len(queries), 256):
-        logits = similarity.pairwise(queries[start : start + 256], gallery)
-        margin = logits[..., 1] - logits[..., 0]
-        order = margin.argsort(dim=1, descending=True)[:, :RETRIEVED].tolist()
-        for offset, ranked in enumerate(order):
-            # A gallery smaller than 20 items repeats its last entry, which changes no rank.
-            ranked = ranked + [ranked[-1]] * (RETRIEVED - len(ranked))
-            index = start + offset
-            entries.append({
-                "query_image_id": query_ids[index], "query_bbox": query_boxes[index],
-                "query_cls": query_classes[index], "query_score": 1.0,
-                "gallery_image_id": [gallery_ids[g] for g in ranked],
-                "gallery_bbox": [gallery_boxes[g] for g in ranked],
-            })
-    return entries
-
-
-def chance_accuracy(query_gt: list[dict], gallery_items: list[tuple[int, int]]) -> dict:
-    """Expected top-k accuracy of a random ranking of ``gallery_items`` ((pair_id, style) each)."""
-    pool = len(gallery_items)
-    counts: dict[tuple[int, int], int] = {}
-    for key in gallery_items:
-        counts[key] = counts.get(key, 0) + 1
-    chance = {}
-    queries = [q for q in query_gt if q["style"] > 0]
-    for k in TOP_K:
-        total = 0.0
-        for query in queries:
-            right = counts.get((query["pair_id"], query["style"]), 0)
-            miss = np.prod([(pool - right - i) / (pool - i) for i in range(min(k, pool))])
-            total += 1.0 - float(max(miss, 0.0))
-        chance[f"top{k}"] = total / len(queries) if queries else 0.0
-    return chance
-
-
-def evaluate_model(cfg: CfgNode, model: torch.nn.Module, iteration: int | None = None,
-                   ) -> dict | None:
-    """Evaluate on DATASETS.TEST[0]; writes OUTPUT_DIR/eval_results.json. None without a test set.
-
-    Runs on the main process only (rank 0); other ranks return None.
+    With ``gt_embeddings`` each output also holds "gt_embeddings": the match embeddings of the
+    image's ground-truth boxes.
     """
-    if not cfg.DATASETS.TEST or (torch.distributed.is_initialized()
-                                 and torch.distributed.get_rank() != 0):
-        return None
-    name = cfg.DATASETS.TEST[0]
-    records = DatasetCatalog.get(name)
-    files = MetadataCatalog.get(name).files
-    match_on = cfg.MODEL.MATCH_ON
-    predictions, embeddings = run_inference(model, records, gt_embeddings=match_on)
+    model.eval()
+    device = next(model.parameters()).device
+    mapper = DatasetMapper(with_targets=False)
+    for batch in batches:
+        chunk = [records[index] for index in batch]
+        images = [mapper(record)[0].to(device) for record in chunk]
+        outputs = []
+        for output in model(images):
+            if "masks" in output:
+                output["masks"] = output["masks"][:, 0] >= MASK_THRESHOLD
+            outputs.append({key: value.cpu() for key, value in output.items()})
+        if gt_embeddings:
+            boxes = [_gt_boxes(record).to(device) for record in chunk]
+            for output, embedding in zip(outputs, model.embed_boxes(images, boxes), strict=True):
+                output["gt_embeddings"] = embedding.float().cpu()
+        yield chunk, outputs
+
+
+def build_evaluator(cfg: CfgNode, model: torch.nn.Module, name: str,
+                    breakdowns: bool = False) -> DeepFashion2Evaluator:
+    """The evaluator of split ``name`` for this model's heads."""
+    metadata = MetadataCatalog.get(name)
+    files = metadata.files
     tasks = ["bbox"]
     if cfg.MODEL.MASK_ON:
         tasks.append("segm")
     # Landmarks are scored where the split has them: keypoint AP in DeepFashion2's layout (its
     # official sigmas), FashionAI's normalized error where the layout defines one.
     layout = landmark_layout(cfg)
-    split_layout = getattr(MetadataCatalog.get(name), "layout", None)
-    landmarks_on = cfg.MODEL.LANDMARK_ON and split_layout is not None
-    if landmarks_on:
+    if cfg.MODEL.LANDMARK_ON and getattr(metadata, "layout", None) is not None:
         check_layout([name], layout.name)
-    if landmarks_on and layout is DEEPFASHION2:
-        tasks += ["landmarks", "landmarks_visible"]
-    results: dict = dict(evaluate_coco(files.json_file, predictions, tasks=tasks))
-    if landmarks_on and layout.reference_pairs:
-        entries = landmark_entries(predictions, layout)
-        results["landmarks_ne"] = normalized_error(files.json_file, entries, layout).as_dict()
-    if match_on:
-        similarity = model.roi_heads.match_branch.similarity
-        entries = gt_box_retrieval_results(records, embeddings, similarity)
-        accuracy = evaluate_retrieval(entries, files.query_gt, files.gallery_gt, gt_boxes=True)
-        results["retrieval"] = {f"top{k}": value for k, value in accuracy.top_k.items()}
-        query_gt = json.loads(Path(files.query_gt).read_text())
-        shop_items = [(r["pair_id"], a["style"]) for r in records if r["source"] == "shop"
-                      for a in r["annotations"]]
-        results["retrieval_chance"] = chance_accuracy(query_gt, shop_items)
+        if layout is DEEPFASHION2 or layout.reference_pairs:
+            tasks.append("landmarks")
+    metric = (MatchMetric.from_head(model.roi_heads.match_branch.similarity)
+              if cfg.MODEL.MATCH_ON else None)
+    return DeepFashion2Evaluator(
+        EvaluationFiles(Path(files.json_file), files.query_gt, files.gallery_gt), tasks,
+        layout=layout, match_metric=metric, breakdowns=breakdowns)
+
+
+def evaluate_model(cfg: CfgNode, model: torch.nn.Module, iteration: int | None = None,
+                   ) -> dict | None:
+    """Evaluate on DATASETS.TEST[0]; rank 0 writes OUTPUT_DIR/eval_results.json.
+
+    Under torch.distributed every rank must call it: each predicts its shard, and every rank
+    returns the same results. None without a test set. The last evaluation of a run (and
+    ``--eval-only``, ``iteration`` None) adds the breakdowns by attribute, which cost about 13
+    times the AP alone; the periodic ones leave them out.
+    """
+    if not cfg.DATASETS.TEST:
+        return None
+    name = cfg.DATASETS.TEST[0]
+    records = DatasetCatalog.get(name)
+    final = iteration is None or iteration + 1 >= cfg.SOLVER.MAX_ITER
+    evaluator = build_evaluator(cfg, model, name, breakdowns=final)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    batches = shard(same_size_batches(records, EVAL_BATCH_SIZE), rank, world_size)
+    for chunk, outputs in predict_batches(model, records, batches, cfg.MODEL.MATCH_ON):
+        evaluator.process(chunk, outputs)
+    results = evaluator.evaluate()
     results["iteration"] = iteration
     results["dataset"] = name
-    write_json_atomic(Path(cfg.OUTPUT_DIR) / EVAL_RESULTS, results)
+    if rank == 0:
+        write_json_atomic(Path(cfg.OUTPUT_DIR) / EVAL_RESULTS, results)
     return results
 
 

@@ -1,9 +1,11 @@
 """The training loop: pair batches in, losses out, checkpoints, metrics and evaluation around it.
 
 One process per device; under DDP each rank draws its own pair batches (the sampler is seeded by
-rank). Everything that decides a step's outcome (weights, optimizer, scheduler, grad scaler, RNG
-states, the batch sequence) is checkpointed or a pure function of (seed, rank, iteration), so
-``--resume`` continues exactly where the last checkpoint left off.
+rank). Everything that decides a step's outcome (weights, optimizer, scheduler, grad scaler, every
+rank's RNG states, the batch sequence) is checkpointed or a pure function of (seed, rank,
+iteration), so ``--resume`` continues exactly where the last checkpoint left off, under DDP too.
+Evaluation runs on every rank, each on its shard of the test split
+(``matchrcnn.engine.evaluation``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +26,10 @@ from matchrcnn.config import ConfigError, save_cfg
 from matchrcnn.data.catalog import DatasetCatalog, check_layout
 from matchrcnn.data.image_sampler import ImageBatchSampler, has_pairs
 from matchrcnn.data.mapper import DatasetMapper, ImageDecodeError
+from matchrcnn.data.records import ConcatRecords
 from matchrcnn.data.samplers import PairBatchSampler
 from matchrcnn.engine.checkpoint import Checkpointer
 from matchrcnn.engine.metrics import MetricsWriter
-from matchrcnn.modeling.matchrcnn import landmark_layout
 
 logger = logging.getLogger("matchrcnn")
 
@@ -42,25 +44,27 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def dataset_records(names: tuple[str, ...] | list[str]) -> list[dict]:
-    records = []
-    for name in names:
-        records.extend(DatasetCatalog.get(name))
-    return records
+def dataset_records(names: tuple[str, ...] | list[str]) -> Sequence[dict]:
+    """The records of every named split as one sequence, kept in their compact stores."""
+    parts = [DatasetCatalog.get(name) for name in names]
+    return parts[0] if len(parts) == 1 else ConcatRecords(parts)
 
 
 class MappedDataset(Dataset):
-    """Records through a mapper; an image that fails to decode yields None (and a log line)."""
+    """Records through a mapper, keyed by (record index, iteration drawn for): the iteration
+    decides the record's random flip. An image that fails to decode yields None (and a log line).
+    """
 
-    def __init__(self, records: list[dict], mapper: DatasetMapper) -> None:
+    def __init__(self, records: Sequence[dict], mapper: DatasetMapper) -> None:
         self.records, self.mapper = records, mapper
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key: tuple[int, int]):
+        index, iteration = key
         try:
-            return self.mapper(self.records[index])
+            return self.mapper(self.records[index], iteration)
         except ImageDecodeError as error:
             logger.warning("skipping image: %s", error)
             return None
@@ -72,20 +76,19 @@ def collate_skipping_failures(batch: list) -> tuple[list, list, int]:
     return [image for image, _ in kept], [target for _, target in kept], len(batch) - len(kept)
 
 
-def build_train_loader(cfg: CfgNode, records: list[dict], rank: int, world_size: int,
-                       start_iter: int) -> Iterator[tuple[list, list, int]]:
-    per_device = cfg.SOLVER.IMS_PER_BATCH // world_size
-    if per_device < 1 or cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be a positive multiple of the "
-            f"number of processes ({world_size})"
-        )
-    num_landmarks = landmark_layout(cfg).num_slots
+def build_train_loader(cfg: CfgNode, records: Sequence[dict], rank: int, world_size: int,
+                       start_iter: int, pin_memory: bool = False,
+                       ) -> Iterator[tuple[list, list, int]]:
+    per_device = images_per_process(cfg, world_size)
+    batches = _batch_sampler(cfg, records, per_device, rank).iterate(start_iter)
+    keyed = ([(index, iteration) for index in batch]
+             for iteration, batch in enumerate(batches, start_iter))
     loader = DataLoader(
-        MappedDataset(records, DatasetMapper(num_landmarks=num_landmarks)),
-        batch_sampler=_batch_sampler(cfg, records, per_device, rank).iterate(start_iter),
+        MappedDataset(records, DatasetMapper.from_config(cfg, is_train=True)),
+        batch_sampler=keyed,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         collate_fn=collate_skipping_failures,
+        pin_memory=pin_memory,
         # Its own generator: creating the loader must not draw from the global torch RNG, or a
         # resumed run would diverge from an uninterrupted one.
         generator=torch.Generator().manual_seed(cfg.SEED),
@@ -93,7 +96,35 @@ def build_train_loader(cfg: CfgNode, records: list[dict], rank: int, world_size:
     return iter(loader)
 
 
-def _batch_sampler(cfg: CfgNode, records: list[dict], per_device: int,
+def images_per_process(cfg: CfgNode, world_size: int) -> int:
+    """SOLVER.IMS_PER_BATCH per process; ConfigError where it cannot train as configured.
+
+    The match loss compares the items of one process's batch, so with the match network on each
+    process needs room for a consumer/shop pair group: too few images per process are refused
+    rather than trained with a match loss that is always zero. Checked before processes start.
+    """
+    total = cfg.SOLVER.IMS_PER_BATCH
+    per_device = total // world_size
+    if per_device < 1 or total % world_size:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH={total} must be a positive multiple of the "
+                          f"number of processes ({world_size})")
+    unrelated = cfg.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION
+    if cfg.MODEL.MATCH_ON and not 0.0 <= unrelated < 1.0:
+        raise ConfigError(f"DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION={unrelated} must lie in "
+                          "[0, 1) with MODEL.MATCH_ON: the match loss needs pairs")
+    if cfg.MODEL.MATCH_ON and per_device < _images_for_one_group(unrelated):
+        raise ConfigError(
+            f"SOLVER.IMS_PER_BATCH={total} over {world_size} process(es) gives {per_device} "
+            f"image(s) per process, too few for a consumer/shop pair group with "
+            f"DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION={unrelated}: the match loss would always "
+            f"be 0. Raise SOLVER.IMS_PER_BATCH to at least "
+            f"{_images_for_one_group(unrelated) * world_size} for {world_size} process(es) "
+            "(or lower UNRELATED_FRACTION)"
+        )
+    return per_device
+
+
+def _batch_sampler(cfg: CfgNode, records: Sequence[dict], per_device: int,
                    rank: int) -> PairBatchSampler | ImageBatchSampler:
     """Pair batches for datasets with consumer/shop pairs; random images for the others."""
     if has_pairs(records):
@@ -105,6 +136,14 @@ def _batch_sampler(cfg: CfgNode, records: list[dict], per_device: int,
                           f"image), which DATASETS.TRAIN {list(cfg.DATASETS.TRAIN)} lacks; set "
                           "MODEL.MATCH_ON False")
     return ImageBatchSampler(len(records), per_device, seed=cfg.SEED, rank=rank)
+
+
+def _images_for_one_group(unrelated_fraction: float) -> int:
+    """The fewest images per process whose batch holds one pair group (PairBatchSampler.groups)."""
+    images = 2
+    while round(images * (1.0 - unrelated_fraction)) < 2:
+        images += 1
+    return images
 
 
 OPTIMIZERS = ("SGD", "AdamW")
@@ -179,13 +218,15 @@ class Trainer:
     def __init__(self, cfg: CfgNode, model: torch.nn.Module, resume: bool = False,
                  rank: int = 0, world_size: int = 1, evaluate=None) -> None:
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        images_per_process(cfg, world_size)
         self.output_dir = Path(cfg.OUTPUT_DIR)
         self.device = next(model.parameters()).device
         self.model = model
         if world_size > 1:
+            # Every parameter gets a gradient in every step (the sampler guarantees pair groups),
+            # so DDP need not search the graph for unused ones.
             self.model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True,
             )
         self.optimizer = build_optimizer(cfg, model)
         self.scheduler = build_lr_scheduler(cfg, self.optimizer)
@@ -212,7 +253,8 @@ class Trainer:
         if cfg.MODEL.LANDMARK_ON:
             check_layout(cfg.DATASETS.TRAIN, cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
         records = dataset_records(cfg.DATASETS.TRAIN)
-        batches = build_train_loader(cfg, records, self.rank, self.world_size, self.start_iter)
+        batches = build_train_loader(cfg, records, self.rank, self.world_size, self.start_iter,
+                                     pin_memory=self.device.type == "cuda")
         metrics = MetricsWriter(self.output_dir, self.start_iter) if self.is_main else None
         progress = range(self.start_iter, max_iter)
         if self.is_main:
@@ -229,7 +271,7 @@ class Trainer:
                     progress.set_postfix(loss=f"{values['total_loss']:.3f}")
                     metrics.write(iteration, values)
                 final = iteration + 1 == max_iter
-                if self.is_main and (final or (iteration + 1) % cfg.SOLVER.CHECKPOINT_PERIOD == 0):
+                if final or (iteration + 1) % cfg.SOLVER.CHECKPOINT_PERIOD == 0:
                     self.checkpointer.save("model_final" if final else f"model_{iteration:07d}",
                                            iteration)
                 period = cfg.TEST.EVAL_PERIOD
@@ -265,24 +307,30 @@ class Trainer:
         check_finite(losses, iteration, self.checkpointer.last_checkpoint())
         optimizer_step(self.cfg, self.model, self.optimizer, self.scaler, sum(losses.values()))
         self.scheduler.step()
-        values = {name: _reduce_mean(value.detach()) for name, value in losses.items()}
+        metrics = getattr(self.model_without_ddp, "last_metrics", {})
+        names = [*losses, *metrics]
+        reduced = _reduce_mean([*(value.detach() for value in losses.values()),
+                                *(torch.as_tensor(value, device=self.device)
+                                  for value in metrics.values())])
+        values = dict(zip(names[: len(losses)], reduced[: len(losses)], strict=True))
         values["total_loss"] = sum(values.values())
-        for name, value in getattr(self.model_without_ddp, "last_metrics", {}).items():
-            reduced = _reduce_mean(torch.as_tensor(value, device=self.device))
-            if math.isfinite(reduced):  # a match accuracy is NaN in a batch without such pairs
-                values[name] = reduced
+        for name, value in zip(names[len(losses):], reduced[len(losses):], strict=True):
+            if math.isfinite(value):  # a match accuracy is NaN in a batch without such pairs
+                values[name] = value
         values["lr"] = self.optimizer.param_groups[0]["lr"]
         values["skipped_images"] = float(self.skipped_images)
         return values
 
 
-def _reduce_mean(value: torch.Tensor) -> float:
-    value = value.float()
+def _reduce_mean(values: list[torch.Tensor]) -> list[float]:
+    """The mean over ranks of each scalar, in one all_reduce and one host sync."""
+    if not values:
+        return []
+    stacked = torch.stack([value.float().reshape(()) for value in values])
     if dist.is_available() and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value)
-        value /= dist.get_world_size()
-    return value.item()
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return stacked.tolist()
 
 
 def _flatten(results: dict, prefix: str = "") -> dict[str, float]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.d2.conftest import DETECTRON2_INSTALLED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -57,8 +59,13 @@ def test_matchrcnn_and_the_torchvision_engine_import_no_detectron2():
     assert json.loads(result.stdout.splitlines()[-1]) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("detectron2") is not None,
-                    reason="detectron2 is installed here, so matchrcnn.d2 imports")
+@pytest.mark.skipif(DETECTRON2_INSTALLED, reason="detectron2 is installed here, so "
+                    "matchrcnn.d2 imports")
 def test_importing_the_extension_without_detectron2_says_how_to_install_it():
-    with pytest.raises(ModuleNotFoundError, match="'Use with detectron2' of matchrcnn's README"):
-        import matchrcnn.d2  # noqa: F401
+    # A fresh interpreter without the vendored source that the d2 tests may have put on the path.
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    result = subprocess.run([sys.executable, "-c", "import matchrcnn.d2"], capture_output=True,
+                            text=True, cwd=REPO, env=env, timeout=300)
+    assert result.returncode == 1
+    assert "ModuleNotFoundError" in result.stderr
+    assert "'Use with detectron2' of matchrcnn's README" in result.stderr

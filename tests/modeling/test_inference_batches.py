@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from matchrcnn.engine.evaluation import run_inference, same_size_batches
+from matchrcnn.engine.evaluation import predict_batches, same_size_batches, shard
 from matchrcnn.modeling import build_model
 
 SIZES = [(96, 96), (72, 96), (96, 96), (96, 72), (72, 96), (96, 96)]
@@ -31,23 +31,39 @@ def test_batches_hold_one_size_each_and_cover_every_record_once() -> None:
     assert same_size_batches(records, 2) == [[0, 2], [5], [1, 4], [3]]
 
 
+def test_shards_deal_whole_batches_to_the_ranks() -> None:
+    batches = [[0, 2], [5], [1, 4], [3]]
+    assert shard(batches, 0, 2) == [[0, 2], [1, 4]] and shard(batches, 1, 2) == [[5], [3]]
+    assert shard(batches, 2, 3) == [[1, 4]] and shard(batches, 0, 1) == batches
+    assert shard(batches, 4, 5) == []
+
+
+def _predict(model, records: list[dict], batch_size: int, **kwargs) -> dict[int, dict]:
+    """Image id -> its output, over every batch."""
+    return {int(record["image_id"]): output
+            for chunk, outputs in predict_batches(model, records,
+                                                  same_size_batches(records, batch_size), **kwargs)
+            for record, output in zip(chunk, outputs, strict=True)}
+
+
 def test_predictions_do_not_depend_on_the_batch_size(tiny_cfg, tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = build_model(tiny_cfg)
     records = _records(tmp_path)
-    alone, alone_embeddings = run_inference(model, records, batch_size=1)
-    batched, batched_embeddings = run_inference(model, records, batch_size=4)
-    assert [p["image_id"] for p in batched] == [r["image_id"] for r in records]
-    for one, many in zip(alone, batched, strict=True):
+    alone = _predict(model, records, 1)
+    batched = _predict(model, records, 4)
+    assert sorted(batched) == [r["image_id"] for r in records]
+    for image_id, one in alone.items():
+        many = batched[image_id]
         assert one.keys() == many.keys()
+        assert one["masks"].dtype == torch.bool and one["masks"].shape[1:] == (
+            records[image_id - 1]["height"], records[image_id - 1]["width"])
         assert np.allclose(one["scores"], many["scores"], atol=1e-5)
         assert np.allclose(one["boxes"], many["boxes"], atol=1e-3)
-    for one, many in zip(alone_embeddings, batched_embeddings, strict=True):
-        assert one.shape == (1, 24)
-        assert torch.allclose(one, many, atol=1e-5)
+        assert one["gt_embeddings"].shape == (1, 24)
+        assert torch.allclose(one["gt_embeddings"], many["gt_embeddings"], atol=1e-5)
 
 
 def test_no_embeddings_when_not_asked(tiny_cfg, tmp_path: Path) -> None:
-    predictions, embeddings = run_inference(build_model(tiny_cfg), _records(tmp_path)[:2],
-                                            gt_embeddings=False)
-    assert len(predictions) == 2 and embeddings == []
+    outputs = _predict(build_model(tiny_cfg), _records(tmp_path)[:2], 4, gt_embeddings=False)
+    assert len(outputs) == 2 and not any("gt_embeddings" in o for o in outputs.values())
