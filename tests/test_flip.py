@@ -256,3 +256,27 @@ def test_flips_are_the_same_in_a_loader_worker_and_after_a_restart(synthetic_rec
         assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
     flipped = [mapper.flips(synthetic_records[i], it) for batch in keys for i, it in batch]
     assert any(flipped) and not all(flipped)
+
+
+def test_the_training_loader_maps_each_record_at_the_iteration_it_is_drawn_for(synthetic_records):
+    """The trainer's loader flips what the mapper draws for (seed, image, iteration), resumed."""
+    from matchrcnn.config import setup_cfg
+    from matchrcnn.data.samplers import PairBatchSampler
+    from matchrcnn.engine.trainer import build_train_loader
+
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "quickstart.yaml"
+    cfg = setup_cfg(config, ["INPUT.RANDOM_FLIP", "horizontal", "SOLVER.IMS_PER_BATCH", "4",
+                             "DATALOADER.NUM_WORKERS", "0"])
+    mapper = DatasetMapper.from_config(cfg, is_train=True)
+    sampler = PairBatchSampler(synthetic_records, 4,
+                               cfg.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION, seed=cfg.SEED)
+    flipped = []
+    for start in (0, 3):
+        loader = build_train_loader(cfg, synthetic_records, 0, 1, start_iter=start)
+        for iteration in range(start, start + 3):
+            images, _, _ = next(loader)
+            batch = sampler.batch(iteration)
+            for image, index in zip(images, batch, strict=True):
+                assert torch.equal(image, mapper(synthetic_records[index], iteration)[0])
+                flipped.append(mapper.flips(synthetic_records[index], iteration))
+    assert any(flipped) and not all(flipped)

@@ -146,8 +146,9 @@ def test_make_demo_ends_by_printing_the_command_that_serves_its_gallery() -> Non
     demo itself built, and the tool accepts it as it is."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    dry_run = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout
+    # --no-print-directory: under `make test` this make is a sub-make, which would print where it is
+    dry_run = subprocess.run(["make", "--no-print-directory", "-n", "demo"], cwd=REPO,
+                             capture_output=True, text=True, check=True).stdout
     commands = [shlex.split(command) for command in dry_run.replace("\\\n", " ").splitlines()]
     echo, printed = commands[-1]
     assert echo == "echo"
