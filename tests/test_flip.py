@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from matchrcnn.config import ConfigError, get_cfg
+from matchrcnn.config import ConfigError, get_cfg, setup_cfg
 from matchrcnn.data.categories import (
     NUM_CATEGORIES,
     NUM_LANDMARKS,
@@ -22,11 +22,13 @@ from matchrcnn.data.deepfashion2 import convert_split
 from matchrcnn.data.layouts import DEEPFASHION2, FASHIONAI, SALHG, LandmarkLayout
 from matchrcnn.data.mapper import DatasetMapper, polygons_to_mask
 from matchrcnn.data.records import load_coco_records
+from matchrcnn.data.samplers import PairBatchSampler
 from matchrcnn.data.synthetic import generate_dataset
 from matchrcnn.data.synthetic_geometry import rotation, scaling, translation
 from matchrcnn.data.synthetic_render import garment_geometry
 from matchrcnn.data.synthetic_templates import MIRROR
 from matchrcnn.data.transforms import flips, hflip_image, hflip_target
+from matchrcnn.engine.trainer import MappedDataset, build_train_loader
 from matchrcnn.modeling import build_model
 from tests.modeling.conftest import TINY
 
@@ -224,32 +226,22 @@ def test_each_flipped_landmark_lands_on_the_mirrored_point_of_the_mirrored_garme
         assert overlap > 0.95, (category_id, overlap)
 
 
-class _KeyedRecords(torch.utils.data.Dataset):
-    """Records mapped at (index, iteration) keys, as a training loader would draw them."""
-
-    def __init__(self, records: list[dict], mapper: DatasetMapper) -> None:
-        self.records, self.mapper = records, mapper
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, key: tuple[int, int]):
-        index, iteration = key
-        return self.mapper(self.records[index], iteration)[1]["boxes"]
-
-
 def test_flips_are_the_same_in_a_loader_worker_and_after_a_restart(synthetic_records):
     keys = [[(index % len(synthetic_records), iteration) for index in range(3)]
             for iteration in range(6)]
     mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
-    dataset = _KeyedRecords(synthetic_records, mapper)
-    here = [[dataset[key] for key in batch] for batch in keys]
+    dataset = MappedDataset(synthetic_records, mapper)  # as the trainer's loader draws them
+
+    def boxes(batch: list) -> list[torch.Tensor]:
+        return [target["boxes"] for _, target in batch]
+
+    here = [boxes([dataset[key] for key in batch]) for batch in keys]
     worker = torch.utils.data.DataLoader(dataset, batch_sampler=keys, num_workers=1,
-                                         collate_fn=list)
+                                         collate_fn=boxes)
     resumed = torch.utils.data.DataLoader(  # a fresh mapper, from iteration 3 on
-        _KeyedRecords(synthetic_records,
+        MappedDataset(synthetic_records,
                       DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)),
-        batch_sampler=keys[3:], collate_fn=list)
+        batch_sampler=keys[3:], collate_fn=boxes)
     for expected, got in zip(here, worker, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
     for expected, got in zip(here[3:], resumed, strict=True):
@@ -260,10 +252,6 @@ def test_flips_are_the_same_in_a_loader_worker_and_after_a_restart(synthetic_rec
 
 def test_the_training_loader_maps_each_record_at_the_iteration_it_is_drawn_for(synthetic_records):
     """The trainer's loader flips what the mapper draws for (seed, image, iteration), resumed."""
-    from matchrcnn.config import setup_cfg
-    from matchrcnn.data.samplers import PairBatchSampler
-    from matchrcnn.engine.trainer import build_train_loader
-
     config = Path(__file__).resolve().parents[1] / "configs" / "synthetic" / "quickstart.yaml"
     cfg = setup_cfg(config, ["INPUT.RANDOM_FLIP", "horizontal", "SOLVER.IMS_PER_BATCH", "4",
                              "DATALOADER.NUM_WORKERS", "0"])
