@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from matchrcnn.data import catalog
 from matchrcnn.data.records import column
+from matchrcnn.engine.evaluation import gt_boxes
 from matchrcnn.evaluation.evaluator import DeepFashion2Evaluator as SplitEvaluator
 from matchrcnn.evaluation.evaluator import EvaluationFiles
 from matchrcnn.retrieval.metric import MatchMetric
@@ -96,7 +97,7 @@ class DeepFashion2Evaluator(DatasetEvaluator):
         for image, record in zip(inputs, records, strict=True):
             height, width = image["image"].shape[-2:]
             scale = torch.tensor([width / image["width"], height / image["height"]] * 2)
-            boxes.append(Boxes((_gt_boxes(record) * scale).to(model.device)))
+            boxes.append(Boxes((gt_boxes(record) * scale).to(model.device)))
         embeddings = model.roi_heads.embed_boxes(features, boxes).float().cpu()
         return list(embeddings.split([len(b) for b in boxes]))
 
@@ -124,11 +125,3 @@ def _prediction(instances: Instances) -> dict:
     if instances.has("pred_keypoints"):
         prediction["landmarks"] = instances.pred_keypoints.numpy()
     return prediction
-
-
-def _gt_boxes(record: dict) -> Tensor:
-    """The record's item boxes, XYXY, in the file's pixels."""
-    boxes = torch.tensor([a["bbox"] for a in record["annotations"]], dtype=torch.float32)
-    boxes = boxes.reshape(-1, 4)
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes

@@ -58,7 +58,8 @@ def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int
     return batches[rank::world_size]
 
 
-def _gt_boxes(record: dict) -> torch.Tensor:
+def gt_boxes(record: dict) -> torch.Tensor:
+    """The record's item boxes, XYXY, in the file's pixels."""
     boxes = torch.tensor([a["bbox"] for a in record["annotations"]], dtype=torch.float32)
     boxes = boxes.reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]
@@ -85,7 +86,7 @@ def predict_batches(model: torch.nn.Module, records: Sequence[dict], batches: li
                 output["masks"] = output["masks"][:, 0] >= MASK_THRESHOLD
             outputs.append({key: value.cpu() for key, value in output.items()})
         if gt_embeddings:
-            boxes = [_gt_boxes(record).to(device) for record in chunk]
+            boxes = [gt_boxes(record).to(device) for record in chunk]
             for output, embedding in zip(outputs, model.embed_boxes(images, boxes), strict=True):
                 output["gt_embeddings"] = embedding.float().cpu()
         yield chunk, outputs

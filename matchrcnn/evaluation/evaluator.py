@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from matchrcnn.data.layouts import DEEPFASHION2, LandmarkLayout
-from matchrcnn.evaluation.results import RETRIEVED
+from matchrcnn.evaluation.results import RETRIEVED, write_results
 from matchrcnn.evaluation.retrieval import TOP_K, evaluate_retrieval
-from matchrcnn.utils.atomic import atomic_open
 
 if TYPE_CHECKING:  # the package matchrcnn.retrieval loads FAISS; only its metric is used here
     from matchrcnn.retrieval.metric import MatchMetric
@@ -200,12 +199,12 @@ class DeepFashion2Evaluator:
             kinds["segm"] = table.mask_entries
         if "landmarks" in tasks:
             kinds["landmarks"] = table.landmark_entries
+        chunks = np.array_split(everything, max(1, len(everything) // 4096))
         for kind, entries_of in kinds.items():
-            write_entries_streamed(self.output_dir / f"results_{kind}.json",
-                                   (entries_of(chunk) for chunk in
-                                    np.array_split(everything, max(1, len(everything) // 4096))))
+            write_results(self.output_dir / f"results_{kind}.json",
+                          (entry for chunk in chunks for entry in entries_of(chunk)))
         if retrieval is not None:
-            write_entries_streamed(self.output_dir / "results_retrieval.json", [retrieval])
+            write_results(self.output_dir / "results_retrieval.json", retrieval)
 
 
 def _attributes_of(gt: Mapping) -> list[str]:
@@ -437,25 +436,6 @@ def chance_accuracy(query_gt: list[dict], gallery_items: list[tuple[int, int]]) 
             total += 1.0 - float(max(miss, 0.0))
         chance[f"top{k}"] = total / len(queries) if queries else 0.0
     return chance
-
-
-def write_entries_streamed(path: Path, chunks: Any) -> None:
-    """A JSON list written chunk by chunk, atomically; non-finite numbers are refused."""
-    with atomic_open(path, "w") as handle:
-        handle.write("[")
-        first = True
-        for chunk in chunks:
-            for entry in chunk:
-                handle.write("" if first else ", ")
-                handle.write(json.dumps(entry, allow_nan=False, default=_json_value))
-                first = False
-        handle.write("]")
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    raise TypeError(f"cannot write a {type(value).__name__} to a results file")
 
 
 def _gather_group() -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ from matchrcnn.evaluation.entries import (
     unknown_ids,
     unknown_problem,
 )
-from matchrcnn.utils.atomic import write_text_atomic
+from matchrcnn.utils.atomic import atomic_open
 
 RETRIEVED = 20
 """Gallery entries each submitted retrieval detection must carry."""
@@ -188,9 +188,18 @@ def _json_value(value: Any) -> Any:
     raise TypeError(f"cannot write a {type(value).__name__} to a results file")
 
 
-def write_results(path: str | os.PathLike, entries: list[dict]) -> None:
-    """Write entries as a JSON results file, atomically; non-finite numbers are refused."""
-    write_text_atomic(path, json.dumps(entries, allow_nan=False, default=_json_value))
+def write_results(path: str | os.PathLike, entries: Iterable[Mapping]) -> None:
+    """Write entries as a JSON results file, atomically; non-finite numbers are refused.
+
+    Entries are written one at a time, so a generator of them (a split's worth, built chunk by
+    chunk) never has to exist as one list.
+    """
+    with atomic_open(path) as handle:
+        handle.write("[")
+        for index, entry in enumerate(entries):
+            handle.write(", " if index else "")
+            handle.write(json.dumps(entry, allow_nan=False, default=_json_value))
+        handle.write("]")
 
 
 # --- readers ------------------------------------------------------------------------------------

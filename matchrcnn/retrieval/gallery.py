@@ -171,7 +171,7 @@ class Gallery:
         index_config.check_dim(metric.dim)
         database = directory / DATABASE_FILE
         directory.mkdir(parents=True, exist_ok=True)
-        lock = _acquire_lock(directory)
+        lock = acquire_lock(directory)
         if database.exists() and _has_tables(database):
             lock.close()
             raise GalleryError(f"{directory} already holds a gallery ({database}): open it to "
@@ -221,7 +221,7 @@ class Gallery:
         try:
             meta = _read_meta(db, database)
             _check_meta(meta, directory, fingerprint, embed_dim)
-            lock = _acquire_lock(directory) if writable else None
+            lock = acquire_lock(directory) if writable else None
         except BaseException:
             db.close()
             raise
@@ -641,15 +641,16 @@ def _has_tables(database: Path) -> bool:
         db.close()
 
 
-def _acquire_lock(directory: Path) -> IO:
-    """The write lock: an empty lock file held with flock for as long as the gallery is open."""
+def acquire_lock(directory: Path, shared: bool = False, hint: str = "") -> IO:
+    """An empty lock file held with flock for as long as the gallery is open: exclusive to write,
+    ``shared`` to read with no writer (a served gallery); ``hint`` ends the busy message."""
     handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 - held until close()
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
         raise GalleryBusyError(f"gallery {directory} is being written by another process "
-                               f"(it holds {directory / LOCK_FILE})") from None
+                               f"(it holds {directory / LOCK_FILE}){hint}") from None
     return handle
 
 

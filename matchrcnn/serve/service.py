@@ -20,7 +20,6 @@ counts are read once, not per request.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,10 +33,9 @@ from PIL import Image
 
 from matchrcnn.retrieval.gallery import (
     DATABASE_FILE,
-    LOCK_FILE,
     Gallery,
-    GalleryBusyError,
     GalleryError,
+    acquire_lock,
 )
 from matchrcnn.retrieval.index import describe
 from matchrcnn.retrieval.model import RetrievalModel
@@ -104,15 +102,8 @@ def _share_lock(directory: Path) -> IO | None:
     (``Gallery.open`` then says so)."""
     if not (directory / DATABASE_FILE).is_file():
         return None
-    handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 - held until close()
-    try:
-        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise GalleryBusyError(f"gallery {directory} is being written by another process (it "
-                               f"holds {directory / LOCK_FILE}): serve it once that build has "
-                               f"finished") from None
-    return handle
+    return acquire_lock(directory, shared=True,
+                         hint=": serve it once that build has finished")
 
 
 class SearchService:
