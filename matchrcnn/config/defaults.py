@@ -185,6 +185,15 @@ _C.TEST = CN()
 # Evaluate every this many iterations (0: only at the end).
 _C.TEST.EVAL_PERIOD = 0
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# After per-class NMS, keep one detection per garment: a detection whose box overlaps a
+# higher-scoring one of any class by more than IOU_THRESH is dropped. The demo, query and serving
+# tools turn it on; evaluation follows this key (off: per-class results, as COCO scores them).
+_C.TEST.CLASS_AGNOSTIC_NMS = CN()
+_C.TEST.CLASS_AGNOSTIC_NMS.ENABLED = False
+_C.TEST.CLASS_AGNOSTIC_NMS.IOU_THRESH = 0.7
+# Mixed precision (torch.autocast, float16) for inference on CUDA; ignored on CPU.
+_C.TEST.AMP = CN()
+_C.TEST.AMP.ENABLED = False
 
 _C.OUTPUT_DIR = "./output"
 _C.SEED = 0

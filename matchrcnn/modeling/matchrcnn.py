@@ -105,22 +105,48 @@ class MatchRCNN(GeneralizedRCNN):
         return super().forward(images, targets)
 
     @torch.no_grad()
+    def inference(
+        self, images: list[Tensor], boxes: list[Tensor] | None = None
+    ) -> list[dict[str, Tensor]]:
+        """The eval-mode predictions of ``images``; given ``boxes`` (XYXY, input-image pixels, one
+        tensor per image, e.g. ground-truth items), each prediction also holds their match
+        embeddings as "box_embeddings", from the same backbone pass.
+        """
+        if self.training:
+            raise RuntimeError("inference runs in eval mode: call model.eval() first")
+        original_sizes = [tuple(image.shape[-2:]) for image in images]
+        batch, _ = self.transform(images)
+        features = self.backbone(batch.tensors)
+        proposals, _ = self.rpn(batch, features)
+        detections, _ = self.roi_heads(features, proposals, batch.image_sizes)
+        detections = self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+        if boxes is not None:
+            embeddings = self._embed(features, batch.image_sizes, boxes, original_sizes)
+            for detection, embedding in zip(detections, embeddings, strict=True):
+                detection["box_embeddings"] = embedding
+        return detections
+
+    @torch.no_grad()
     def embed_boxes(self, images: list[Tensor], boxes: list[Tensor]) -> list[Tensor]:
         """Match embeddings of given boxes (XYXY, input-image pixels), e.g. ground-truth items.
 
         The images are resized as at inference; one (len(boxes[i]), EMBED_DIM) tensor per image.
         """
-        branch = self.roi_heads.match_branch
-        if branch is None:
-            raise ConfigError("embed_boxes needs the match network (MODEL.MATCH_ON True)")
         original_sizes = [tuple(image.shape[-2:]) for image in images]
         batch, _ = self.transform(images)
+        features = self.backbone(batch.tensors)
+        return self._embed(features, batch.image_sizes, boxes, original_sizes)
+
+    def _embed(self, features: dict[str, Tensor], image_sizes: list[tuple[int, int]],
+               boxes: list[Tensor], original_sizes: list[tuple[int, int]]) -> list[Tensor]:
+        branch = self.roi_heads.match_branch
+        if branch is None:
+            raise ConfigError("embedding boxes needs the match network (MODEL.MATCH_ON True)")
         scaled = [
             resize_boxes(b, original, size)
-            for b, original, size in zip(boxes, original_sizes, batch.image_sizes, strict=True)
+            for b, original, size in zip(boxes, original_sizes, image_sizes, strict=True)
         ]
-        features = self.backbone(batch.tensors)
-        embeddings = branch.head(branch.roi_pool(features, scaled, batch.image_sizes))
+        embeddings = branch.head(branch.roi_pool(features, scaled, image_sizes))
         return list(embeddings.split([len(b) for b in boxes]))
 
     @property
@@ -215,6 +241,8 @@ def build_model(cfg: CfgNode, backbone_weights: bool = True) -> MatchRCNN:
         score_thresh=roi_cfg.SCORE_THRESH_TEST,
         nms_thresh=roi_cfg.NMS_THRESH_TEST,
         detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
+        class_agnostic_nms=(cfg.TEST.CLASS_AGNOSTIC_NMS.IOU_THRESH
+                            if cfg.TEST.CLASS_AGNOSTIC_NMS.ENABLED else None),
         landmark_branch=(_landmark_branch(model_cfg, channels, layout) if model_cfg.LANDMARK_ON
                          else None),
         match_branch=_match_branch(model_cfg, channels) if model_cfg.MATCH_ON else None,

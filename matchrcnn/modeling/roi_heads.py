@@ -16,7 +16,7 @@ from torchvision.models.detection.roi_heads import (
     maskrcnn_inference,
     maskrcnn_loss,
 )
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, nms
 
 from matchrcnn.data.layouts import LandmarkLayout
 from matchrcnn.modeling.heads.landmark import (
@@ -125,11 +125,13 @@ class MatchRoIHeads(RoIHeads):
         *args,
         landmark_branch: LandmarkBranch | None = None,
         match_branch: MatchBranch | None = None,
+        class_agnostic_nms: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.landmark_branch = landmark_branch
         self.match_branch = match_branch
+        self.class_agnostic_nms = class_agnostic_nms
         self.last_metrics: dict[str, float] = {}
 
     def forward(
@@ -160,6 +162,8 @@ class MatchRoIHeads(RoIHeads):
         boxes, scores, labels = self.postprocess_detections(
             class_logits, box_regression, proposals, image_shapes
         )
+        if self.class_agnostic_nms is not None:
+            boxes, scores, labels = one_per_object(boxes, scores, labels, self.class_agnostic_nms)
         result = [
             {"boxes": b, "labels": c, "scores": s}
             for b, c, s in zip(boxes, labels, scores, strict=True)
@@ -252,6 +256,17 @@ class MatchRoIHeads(RoIHeads):
             embeddings = self.match_branch.head(pooled(self.match_branch.roi_pool))
             for r, image_embeddings in zip(result, embeddings.split(counts), strict=True):
                 r["embeddings"] = image_embeddings
+
+
+def one_per_object(
+    boxes: list[Tensor], scores: list[Tensor], labels: list[Tensor], iou_threshold: float
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Per image, drop each detection overlapping a higher-scoring one of any class by more than
+    ``iou_threshold`` (TEST.CLASS_AGNOSTIC_NMS): one garment, one detection. Kept in score order."""
+    kept = [nms(b, s, iou_threshold) for b, s in zip(boxes, scores, strict=True)]
+    return ([b[k] for b, k in zip(boxes, kept, strict=True)],
+            [s[k] for s, k in zip(scores, kept, strict=True)],
+            [c[k] for c, k in zip(labels, kept, strict=True)])
 
 
 class _PooledFeatures:
