@@ -16,7 +16,9 @@ SMALL_HEADS = ["MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "16", "MODEL.RPN.POST_NMS
 
 def test_synthetic_batch_has_match_pairs_and_valid_targets():
     images, targets = train_benchmark.synthetic_batch(4, 64, seed=1)
-    check_targets(images, targets, masks=True, landmarks=True, match=True)
+    model = build_model(get_cfg())
+    check_targets(images, targets, masks=True, fields=model.roi_heads.target_fields(),
+                  num_classes=13)
     assert [bool(t["is_shop"]) for t in targets] == [False, True, False, True]
     user, shop = targets[0], targets[1]
     assert user["pair_ids"].tolist() == shop["pair_ids"].tolist()

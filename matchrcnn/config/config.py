@@ -24,8 +24,12 @@ class ConfigError(ValueError):
 
 
 def get_cfg() -> CfgNode:
-    """A fresh, mutable copy of the defaults."""
-    return _C.clone()
+    """A fresh, mutable copy of the defaults, with the keys of every registered RoI branch."""
+    from matchrcnn.modeling.branch import TORCHVISION_POOLERS, add_branch_configs
+
+    cfg = _C.clone()
+    add_branch_configs(cfg, TORCHVISION_POOLERS)
+    return cfg
 
 
 def merge_file(cfg: CfgNode, config_file: str | os.PathLike) -> None:

@@ -1,8 +1,13 @@
-"""Every config key of the project with its default, named as detectron2 names it where it can.
+"""The torchvision engine's config keys with their defaults, named as detectron2 names them where
+it can.
 
 Values follow torchvision's conventions where they differ from detectron2's: images are RGB in
-[0, 1], so MODEL.PIXEL_MEAN/STD are ImageNet's statistics on that scale. Keys of our own are
-MODEL.ROI_LANDMARK_HEAD.*, MODEL.MATCH_HEAD.* and DATALOADER.PAIR_SAMPLER.*.
+[0, 1], so MODEL.PIXEL_MEAN/STD are ImageNet's statistics on that scale. The RoI branches declare
+their own keys (MODEL.LANDMARK_ON with MODEL.ROI_LANDMARK_HEAD.*, MODEL.MATCH_ON with
+MODEL.MATCH_HEAD.*: matchrcnn/modeling/branches/), which ``get_cfg`` adds, as detectron2's
+``add_matchrcnn_config`` does; the engine-independent keys of our own
+(MODEL.ROI_HEADS.CANONICAL_BOX_SIZE, DATALOADER.PAIR_SAMPLER.*, TEST.CLASS_AGNOSTIC_NMS.*) are
+declared by ``add_shared_config`` for both engines.
 """
 
 from __future__ import annotations
@@ -25,10 +30,6 @@ _C.MODEL.WEIGHTS = ""
 _C.MODEL.PIXEL_MEAN = (0.485, 0.456, 0.406)
 _C.MODEL.PIXEL_STD = (0.229, 0.224, 0.225)
 _C.MODEL.MASK_ON = True
-# The category-aware landmark head (294 DeepFashion2 slots).
-_C.MODEL.LANDMARK_ON = True
-# The match network: one embedding per item, trained on consumer x shop pairs.
-_C.MODEL.MATCH_ON = True
 
 _C.MODEL.BACKBONE = CN()
 # "imagenet": torchvision's ImageNet weights; a path: a torchvision ResNet state_dict; "": none.
@@ -75,10 +76,6 @@ _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = (0.5,)
 _C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
 _C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
-# The box size (input pixels, square root of the area) whose RoI features are pooled from P4; a box
-# half that size reads P3, twice that size P5 (FPN paper, eq. 1). 224 suits 800-pixel images; for
-# smaller images, scale it down with them, or the heads read mostly the shallow P2 and P3.
-_C.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
 
 _C.MODEL.ROI_BOX_HEAD = CN()
 _C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
@@ -98,40 +95,6 @@ _C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 2
 _C.MODEL.ROI_MASK_HEAD.NUM_CONV = 4
 _C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
 _C.MODEL.ROI_MASK_HEAD.NORM = ""
-
-_C.MODEL.ROI_LANDMARK_HEAD = CN()
-_C.MODEL.ROI_LANDMARK_HEAD.POOLER_RESOLUTION = 14
-_C.MODEL.ROI_LANDMARK_HEAD.POOLER_SAMPLING_RATIO = 2
-_C.MODEL.ROI_LANDMARK_HEAD.NUM_CONVS = 8
-_C.MODEL.ROI_LANDMARK_HEAD.CONV_DIM = 512
-_C.MODEL.ROI_LANDMARK_HEAD.NORM = ""
-_C.MODEL.ROI_LANDMARK_HEAD.LOSS_WEIGHT = 1.0
-# Compute heatmaps only for each RoI's own category slice (same values as the full 294-channel
-# output in that slice; far less time and memory). False computes all 294 and then slices.
-_C.MODEL.ROI_LANDMARK_HEAD.CATEGORY_SLICED = True
-# The landmark layout (matchrcnn/data/layouts.py): "deepfashion2" (13 categories, 294 slots),
-# "fashionai" (5 categories over 24 named slots) or "salhg" (1 category, 32 shared slots).
-# MODEL.ROI_HEADS.NUM_CLASSES must equal the layout's category count.
-_C.MODEL.ROI_LANDMARK_HEAD.LAYOUT = "deepfashion2"
-
-_C.MODEL.MATCH_HEAD = CN()
-_C.MODEL.MATCH_HEAD.POOLER_RESOLUTION = 14
-_C.MODEL.MATCH_HEAD.POOLER_SAMPLING_RATIO = 2
-_C.MODEL.MATCH_HEAD.NUM_CONVS = 4
-_C.MODEL.MATCH_HEAD.CONV_DIM = 256
-_C.MODEL.MATCH_HEAD.EMBED_DIM = 256
-_C.MODEL.MATCH_HEAD.LOSS_WEIGHT = 1.0
-# How the pair loss offsets the many negatives: "class_weights" (every pair; positives and
-# negatives weigh equally in total) or "hard_negatives" (every positive, and the hardest negatives,
-# NEG_POS_RATIO per positive; 0 keeps every negative).
-_C.MODEL.MATCH_HEAD.BALANCE = "class_weights"
-_C.MODEL.MATCH_HEAD.NEG_POS_RATIO = 3.0
-# Besides ground-truth boxes, embed up to this many foreground proposals per image (0: none).
-_C.MODEL.MATCH_HEAD.PROPOSALS_PER_IMAGE = 0
-# What the match stream pools over each box: "fpn" (the FPN features, as in the paper) or "pixels"
-# (the normalised input pixels): a backbone trained from scratch on the shape tasks loses the
-# colour that tells garments apart (matchrcnn/modeling/pixels.py).
-_C.MODEL.MATCH_HEAD.INPUT = "fpn"
 
 _C.INPUT = CN()
 # The model resizes its inputs (torchvision's convention); one of these shorter sides per image.
@@ -154,10 +117,6 @@ _C.DATASETS.TEST = ("deepfashion2_validation",)
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
-_C.DATALOADER.PAIR_SAMPLER = CN()
-# Share of each training batch drawn from images unrelated to the batch's pairs (extra negatives).
-_C.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION = 0.25
-
 _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 16
 # "SGD" (with MOMENTUM) as detectron2, or "AdamW" (betas 0.9, 0.999), which converges faster in
@@ -185,15 +144,35 @@ _C.TEST = CN()
 # Evaluate every this many iterations (0: only at the end).
 _C.TEST.EVAL_PERIOD = 0
 _C.TEST.DETECTIONS_PER_IMAGE = 100
-# After per-class NMS, keep one detection per garment: a detection whose box overlaps a
-# higher-scoring one of any class by more than IOU_THRESH is dropped. The demo, query and serving
-# tools turn it on; evaluation follows this key (off: per-class results, as COCO scores them).
-_C.TEST.CLASS_AGNOSTIC_NMS = CN()
-_C.TEST.CLASS_AGNOSTIC_NMS.ENABLED = False
-_C.TEST.CLASS_AGNOSTIC_NMS.IOU_THRESH = 0.7
 # Mixed precision (torch.autocast, float16) for inference on CUDA; ignored on CPU.
 _C.TEST.AMP = CN()
 _C.TEST.AMP.ENABLED = False
 
 _C.OUTPUT_DIR = "./output"
 _C.SEED = 0
+
+
+def add_shared_config(cfg: CN) -> None:
+    """Keys of our own that both engines read, with their defaults (``add_matchrcnn_config``
+    adds them to a detectron2 config)."""
+    # The box size (input pixels, square root of the area) whose RoI features are pooled from P4
+    # (by every RoI stream); a box half that size reads P3, twice that size P5 (FPN paper, eq. 1).
+    # 224 suits 800-pixel images; for smaller images, scale it down with them, or the heads read
+    # mostly the shallow P2 and P3.
+    cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE = 224
+
+    cfg.DATALOADER.PAIR_SAMPLER = type(cfg)()
+    # Share of each training batch drawn from images unrelated to the batch's pairs (extra
+    # negatives).
+    cfg.DATALOADER.PAIR_SAMPLER.UNRELATED_FRACTION = 0.25
+
+    # After per-class NMS, keep one detection per garment: a detection whose box overlaps a
+    # higher-scoring one of any class by more than IOU_THRESH is dropped. The demo, query and
+    # serving tools turn it on; evaluation follows this key (off: per-class results, as COCO
+    # scores them).
+    cfg.TEST.CLASS_AGNOSTIC_NMS = type(cfg)()
+    cfg.TEST.CLASS_AGNOSTIC_NMS.ENABLED = False
+    cfg.TEST.CLASS_AGNOSTIC_NMS.IOU_THRESH = 0.7
+
+
+add_shared_config(_C)

@@ -1,4 +1,4 @@
-"""DeepFashion2-layout splits in detectron2's DatasetCatalog and MetadataCatalog.
+"""The project's splits with landmarks in detectron2's DatasetCatalog and MetadataCatalog.
 
 The records are the project catalog's (matchrcnn.data.catalog, same split names, files under
 ``$MATCHRCNN_DATASETS``) in detectron2's dataset format: ``bbox`` with ``bbox_mode`` XYWH_ABS,
@@ -14,6 +14,9 @@ Metadata: ``thing_classes``, ``keypoint_names`` "1".."294", ``keypoint_oks_sigma
 slots (the layout's flip map, matchrcnn/data/deepfashion2_flip_pairs.json), by keypoint name, so
 that detectron2's own horizontal flip (INPUT.RANDOM_FLIP "horizontal") moves each mirrored landmark
 to its mirror slot, as the torchvision engine's flip does.
+
+FashionAI's and SAL-HG's splits get the same fields from their own landmark layout (its categories,
+slot names and flip map; ``layout`` names it), without retrieval files or an evaluator type.
 """
 
 from __future__ import annotations
@@ -22,9 +25,13 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from matchrcnn.data import catalog
-from matchrcnn.data.catalog import BUILTIN_SPLITS, SplitFiles, register_deepfashion2_layout
-from matchrcnn.data.categories import CATEGORY_NAMES, NUM_LANDMARKS, keypoint_oks_sigmas
-from matchrcnn.data.layouts import DEEPFASHION2
+from matchrcnn.data.catalog import (
+    BUILTIN_SPLITS,
+    OTHER_BUILTINS,
+    SplitFiles,
+    register_deepfashion2_layout,
+)
+from matchrcnn.data.layouts import DEEPFASHION2, LandmarkLayout, get_layout
 
 EVALUATOR_TYPE = "deepfashion2"
 
@@ -38,28 +45,36 @@ def to_d2_record(record: dict) -> dict:
     return {**record, "annotations": annotations}
 
 
-def _register(name: str, files: SplitFiles) -> None:
+def _register(name: str, layout: LandmarkLayout, files: SplitFiles | None = None) -> None:
+    """The project catalog's split ``name`` in detectron2's catalogs, metadata from its layout."""
     DatasetCatalog.register(
         name, lambda: [to_d2_record(record) for record in catalog.DatasetCatalog.get(name)]
     )
-    MetadataCatalog.get(name).set(
-        thing_classes=list(CATEGORY_NAMES),
-        keypoint_names=[str(slot) for slot in range(1, NUM_LANDMARKS + 1)],
-        keypoint_oks_sigmas=list(keypoint_oks_sigmas()),
-        keypoint_flip_map=DEEPFASHION2.named_flip_pairs(),
-        split_files=files,
-        evaluator_type=EVALUATOR_TYPE,
-    )
+    metadata = {
+        "thing_classes": list(layout.category_names),
+        "keypoint_names": list(layout.slot_names),
+        "keypoint_flip_map": layout.named_flip_pairs(),
+        "layout": layout.name,
+    }
+    if layout.oks_sigmas:
+        metadata["keypoint_oks_sigmas"] = list(layout.oks_sigmas)
+    if files is not None:
+        metadata.update(split_files=files, evaluator_type=EVALUATOR_TYPE)
+    MetadataCatalog.get(name).set(**metadata)
 
 
 def register_split(name: str, files: SplitFiles) -> None:
     """Register a split laid out as DeepFashion2 (converted to COCO form) in both catalogs."""
     register_deepfashion2_layout(name, files)
-    _register(name, files)
+    _register(name, DEEPFASHION2, files)
 
 
 def register_builtin_splits() -> None:
-    """deepfashion2_{train,validation} and synthetic_{train,validation}, the project's names."""
+    """The project's named splits with landmarks: deepfashion2_{train,validation},
+    synthetic_{train,validation}, and FashionAI's and SAL-HG's (``catalog.OTHER_BUILTINS``)."""
     for dataset, splits in BUILTIN_SPLITS.items():
         for split in splits:
-            _register(f"{dataset}_{split}", SplitFiles(dataset, split))
+            _register(f"{dataset}_{split}", DEEPFASHION2, SplitFiles(dataset, split))
+    for name, (_, layout) in OTHER_BUILTINS.items():
+        if layout is not None:
+            _register(name, get_layout(layout))

@@ -92,13 +92,14 @@ class DeepFashion2Evaluator(DatasetEvaluator):
     def _gt_box_embeddings(self, inputs: list[dict], records: list[dict]) -> list[Tensor]:
         """Embeddings of each image's ground-truth items, boxes scaled to the network's input."""
         model = self._model
-        features = model.backbone(model.preprocess_image(inputs).tensor)
+        images = model.preprocess_image(inputs)
+        features = model.backbone(images.tensor)
         boxes = []
         for image, record in zip(inputs, records, strict=True):
             height, width = image["image"].shape[-2:]
             scale = torch.tensor([width / image["width"], height / image["height"]] * 2)
             boxes.append(Boxes((gt_boxes(record) * scale).to(model.device)))
-        embeddings = model.roi_heads.embed_boxes(features, boxes).float().cpu()
+        embeddings = model.roi_heads.embed_boxes(features, boxes, images).float().cpu()
         return list(embeddings.split([len(b) for b in boxes]))
 
     def evaluate(self) -> OrderedDict:

@@ -1,8 +1,9 @@
 """detectron2's DatasetMapper with the fields of Match R-CNN's own heads.
 
 Training instances carry, besides detectron2's ``gt_boxes``, ``gt_classes`` and ``gt_masks``:
-``gt_keypoints`` (N, 294, 3) for the landmark head, and ``gt_pair_ids``, ``gt_styles`` and
-``gt_is_shop`` (one flag per item, all equal) for the match network. Being ``gt_*`` fields, they
+``gt_keypoints`` (N, K, 3) for the landmark head (K the slots of MODEL.ROI_LANDMARK_HEAD.LAYOUT,
+294 in DeepFashion2's), and ``gt_pair_ids``, ``gt_styles`` and ``gt_is_shop`` (one flag per item,
+all equal) for the match network. Being ``gt_*`` fields, they
 follow every instance filter and every proposal that detectron2 matches to an item.
 """
 
@@ -16,16 +17,18 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Keypoints
 
-from matchrcnn.data.categories import NUM_LANDMARKS
+from matchrcnn.modeling.branches import landmark_layout
 
 
 class MatchRCNNDatasetMapper(DatasetMapper):
     """A dataset dict -> detectron2's model input, with landmarks and pair labels for training."""
 
     @configurable
-    def __init__(self, is_train: bool = True, *, use_match: bool = True, **kwargs) -> None:
+    def __init__(self, is_train: bool = True, *, use_match: bool = True,
+                 num_landmarks: int = 0, **kwargs) -> None:
         super().__init__(is_train, **kwargs)
         self.use_match = use_match
+        self.num_landmarks = num_landmarks
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
@@ -33,6 +36,10 @@ class MatchRCNNDatasetMapper(DatasetMapper):
         ret["use_keypoint"] = cfg.MODEL.LANDMARK_ON or cfg.MODEL.KEYPOINT_ON
         ret["keypoint_hflip_indices"] = landmark_hflip_indices(cfg, is_train)
         ret["use_match"] = cfg.MODEL.MATCH_ON
+        if cfg.MODEL.LANDMARK_ON:
+            ret["num_landmarks"] = landmark_layout(cfg).num_slots
+        elif cfg.MODEL.KEYPOINT_ON:
+            ret["num_landmarks"] = cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
         return ret
 
     def _transform_annotations(
@@ -58,7 +65,7 @@ class MatchRCNNDatasetMapper(DatasetMapper):
         )
         if self.use_keypoint:
             instances.gt_keypoints = Keypoints(
-                np.stack(keypoints) if keypoints else np.zeros((0, NUM_LANDMARKS, 3))
+                np.stack(keypoints) if keypoints else np.zeros((0, self.num_landmarks, 3))
             )
         if self.use_match:
             count = len(annotations)

@@ -1,22 +1,25 @@
-"""detectron2's StandardROIHeads with Match R-CNN's landmark and match streams on the same features.
+"""detectron2's StandardROIHeads running Match R-CNN's RoI branches (matchrcnn.modeling.branch).
 
-The streams are the torchvision engine's own branches (matchrcnn.modeling.roi_heads): the same
-LandmarkHead, LandmarkPredictor, MatchHead and SimilarityHead modules and the same loss functions,
-with detectron2's ROIPooler as their pooler. So the heads' weights carry the same names as in the
-torchvision engine (``landmark_branch.head.*``, ``match_branch.similarity.*``, ...). Detectron2
-decides which boxes each stream sees, as for its mask head: at training the foreground sampled
-proposals (landmarks) and every ground-truth item, plus optionally some foreground proposals
-(match); at inference the detections.
+The branches are the torchvision engine's, built by the same ``from_config`` with detectron2's
+ROIPooler as their pooler, so their weights carry the same names in both engines
+(``roi_heads.landmark_branch.head.*``, ``roi_heads.match_branch.similarity.*``, ...).
+detectron2 decides which boxes each branch sees, as for its mask head: at training the foreground
+sampled proposals, each with its item's ``gt_*`` fields, and every ground-truth item; at inference
+the detections. MODEL.ROI_HEADS.CANONICAL_BOX_SIZE maps boxes to FPN levels in every stream, box
+and mask heads included, as in the torchvision engine.
 
-Inference adds to each image's Instances ``pred_keypoints`` (N, 294, 3): (x, y, score) in the
-predicted category's slice, zeros elsewhere; under that name detectron2 rescales them to the input
-image, as it does its own keypoints. It also adds ``pred_embeddings`` (N, EMBED_DIM). Training adds
-``loss_landmark`` and ``loss_match``, and puts the match accuracies and pair counts of each step
-in the event storage (``match_pos_acc``, ``match_neg_acc``, ``match_pos_pairs``,
-``match_neg_pairs``).
+Inference adds each branch's outputs to each image's Instances under the branch's field names:
+``pred_keypoints`` (N, K, 3) for the landmarks ((x, y, score) in the predicted category's slots,
+zeros elsewhere; under that name detectron2 rescales them to the input image, as it does its own
+keypoints) and ``pred_embeddings`` (N, EMBED_DIM). Training adds the branches' losses
+(``loss_landmark``, ``loss_match``) and puts their metrics of each step in the event storage
+(``match_pos_acc``, ``match_neg_acc``, ``match_pos_pairs``, ``match_neg_pairs``).
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import torch
 from detectron2.config import CfgNode, configurable
@@ -24,48 +27,102 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import select_foreground_proposals
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances, Keypoints
 from detectron2.utils.events import get_event_storage
-from torch import Tensor
+from torch import Tensor, nn
+from torchvision.ops import nms
 
-from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
-from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
-from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
-from matchrcnn.modeling.losses import MATCH_BALANCES
-from matchrcnn.modeling.roi_heads import LandmarkBranch, MatchBranch
+from matchrcnn.config import ConfigError
+from matchrcnn.modeling.branch import (
+    BranchInputs,
+    BuildContext,
+    FieldSpec,
+    RoIBranch,
+    enabled_branches,
+    registered_branches,
+)
+from matchrcnn.modeling.pixels import PIXEL_CHANNELS, PIXELS
 
-_MATCH_LABELS = ("is_shop", "pair_ids", "styles")
-"""MatchBranch.loss's label arguments, in order."""
+
+class FeaturePooler(nn.Module):
+    """detectron2's ROIPooler over named maps, taking each image's boxes as an XYXY tensor."""
+
+    def __init__(self, pooler: ROIPooler, in_features: Sequence[str]) -> None:
+        super().__init__()
+        self.pooler = pooler
+        self.in_features = list(in_features)
+
+    def forward(self, features: dict[str, Tensor], boxes: list[Tensor]) -> Tensor:
+        if any(name not in features for name in self.in_features):
+            raise ValueError(f"pooling {self.in_features} needs those maps; given "
+                             f"{sorted(features)} (the input pixels come with the images)")
+        return self.pooler([features[name] for name in self.in_features],
+                           [Boxes(b) for b in boxes])
 
 
 @ROI_HEADS_REGISTRY.register()
 class MatchRCNNROIHeads(StandardROIHeads):
-    """Box and mask streams of detectron2, landmark and match streams of Match R-CNN."""
+    """Box and mask streams of detectron2, and Match R-CNN's RoI branches."""
 
     @configurable
     def __init__(
         self,
         *,
-        landmark_in_features: list[str] | None = None,
-        landmark_branch: LandmarkBranch | None = None,
-        match_in_features: list[str] | None = None,
-        match_branch: MatchBranch | None = None,
+        branches: Sequence[RoIBranch] = (),
+        class_agnostic_nms: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.landmark_in_features = landmark_in_features
-        self.landmark_branch = landmark_branch
-        self.match_in_features = match_in_features
-        self.match_branch = match_branch
+        for registered in registered_branches():
+            setattr(self, f"{registered.name}_branch", None)
+        for branch in branches:
+            delattr(self, f"{branch.name}_branch")
+            self.add_module(f"{branch.name}_branch", branch)
+        self.branch_names = tuple(branch.name for branch in branches)
+        self.class_agnostic_nms = class_agnostic_nms
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
         ret = super().from_config(cfg, input_shape)
-        if cfg.MODEL.LANDMARK_ON:
-            ret.update(_init_landmark_branch(cfg, input_shape))
-        if cfg.MODEL.MATCH_ON:
-            ret.update(_init_match_branch(cfg, input_shape))
+        canonical = cfg.MODEL.ROI_HEADS.CANONICAL_BOX_SIZE
+        for key in ("box_pooler", "mask_pooler", "keypoint_pooler"):
+            if ret.get(key) is not None:
+                ret[key].canonical_box_size = canonical
+        branch_types = enabled_branches(cfg)
+        if cfg.MODEL.KEYPOINT_ON and any("pred_keypoints" in branch.outputs.values()
+                                         for branch in branch_types):
+            raise ConfigError("MODEL.KEYPOINT_ON and MODEL.LANDMARK_ON both predict "
+                              "pred_keypoints; turn one off")
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+
+        def pooler(head_cfg: CfgNode, source: str = "features") -> FeaturePooler:
+            names = [PIXELS] if source == PIXELS else in_features
+            scales = ((1.0,) if source == PIXELS
+                      else tuple(1.0 / input_shape[name].stride for name in in_features))
+            return FeaturePooler(ROIPooler(
+                output_size=head_cfg.POOLER_RESOLUTION, scales=scales,
+                sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO, pooler_type=head_cfg.POOLER_TYPE,
+                canonical_box_size=canonical,
+            ), names)
+
+        context = BuildContext(
+            pooler=pooler,
+            channels=lambda source: (PIXEL_CHANNELS if source == PIXELS
+                                     else input_shape[in_features[0]].channels),
+        )
+        ret["branches"] = [branch.from_config(cfg, context) for branch in branch_types]
+        nms_cfg = cfg.TEST.CLASS_AGNOSTIC_NMS
+        ret["class_agnostic_nms"] = nms_cfg.IOU_THRESH if nms_cfg.ENABLED else None
         return ret
+
+    @property
+    def branches(self) -> list[RoIBranch]:
+        return [getattr(self, f"{name}_branch") for name in self.branch_names]
+
+    def target_fields(self) -> dict[str, FieldSpec]:
+        """The ground-truth fields that the branches train on (``gt_<name>`` in Instances)."""
+        return {key: spec for branch in self.branches
+                for key, spec in branch.target_fields().items()}
 
     def forward(
         self,
@@ -74,144 +131,89 @@ class MatchRCNNROIHeads(StandardROIHeads):
         proposals: list[Instances],
         targets: list[Instances] | None = None,
     ) -> tuple[list[Instances], dict[str, Tensor]]:
-        instances, losses = super().forward(images, features, proposals, targets)
         if self.training:
-            if self.landmark_branch is not None:
-                losses["loss_landmark"] = self._landmark_loss(features, instances)
-            if self.match_branch is not None:
-                losses["loss_match"] = self._match_loss(features, instances, targets)
-        return instances, losses
+            instances, losses = super().forward(images, features, proposals, targets)
+            if self.branch_names:
+                losses.update(self._branch_losses(images, features, instances, targets))
+            return instances, losses
+        instances = self._forward_box(features, proposals)
+        if self.class_agnostic_nms is not None:
+            instances = [x[nms(x.pred_boxes.tensor, x.scores, self.class_agnostic_nms)]
+                         for x in instances]
+        return self.forward_with_given_boxes(features, instances, images), {}
 
     def forward_with_given_boxes(
-        self, features: dict[str, Tensor], instances: list[Instances]
+        self, features: dict[str, Tensor], instances: list[Instances],
+        images: ImageList | None = None,
     ) -> list[Instances]:
-        """detectron2's streams, then landmarks and embeddings of the given detections."""
+        """detectron2's streams, then every branch's outputs for the given detections. A branch
+        that pools the input pixels needs the ``images``."""
         instances = super().forward_with_given_boxes(features, instances)
-        boxes = [x.pred_boxes for x in instances]
+        inputs = BranchInputs([x.pred_boxes.tensor for x in instances],
+                              [x.pred_classes + 1 for x in instances], _Pool(features, images))
         counts = [len(x) for x in instances]
-        if self.landmark_branch is not None:
-            pooled = self._pool(self.landmark_branch, self.landmark_in_features, features, boxes)
-            landmarks = self.landmark_branch.predict(
-                pooled, Boxes.cat(boxes).tensor, torch.cat([x.pred_classes for x in instances]) + 1
-            )
-            for x, image_landmarks in zip(instances, landmarks.split(counts), strict=True):
-                x.pred_keypoints = image_landmarks
-        if self.match_branch is not None:
-            embeddings = self.embed_boxes(features, boxes)
-            for x, image_embeddings in zip(instances, embeddings.split(counts), strict=True):
-                x.pred_embeddings = image_embeddings
+        for branch in self.branches:
+            for key, value in branch.predict(inputs).items():
+                for x, image_value in zip(instances, value.split(counts), strict=True):
+                    x.set(branch.outputs[key], image_value)
         return instances
 
-    def embed_boxes(self, features: dict[str, Tensor], boxes: list[Boxes]) -> Tensor:
+    def embed_boxes(self, features: dict[str, Tensor], boxes: list[Boxes],
+                    images: ImageList | None = None) -> Tensor:
         """Match embeddings (sum of N, EMBED_DIM) of boxes given per image in input coordinates."""
-        return self.match_branch.head(
-            self._pool(self.match_branch, self.match_in_features, features, boxes)
-        )
+        return self.match_branch.embed(_Pool(features, images), [b.tensor for b in boxes])
 
-    @staticmethod
-    def _pool(branch: LandmarkBranch | MatchBranch, in_features: list[str],
-              features: dict[str, Tensor], boxes: list[Boxes]) -> Tensor:
-        return branch.roi_pool([features[name] for name in in_features], boxes)
-
-    def _landmark_loss(self, features: dict[str, Tensor], proposals: list[Instances]) -> Tensor:
-        """Landmark loss on the foreground sampled proposals, with their items' landmarks."""
+    def _branch_losses(self, images: ImageList, features: dict[str, Tensor],
+                       proposals: list[Instances], targets: list[Instances]) -> dict[str, Tensor]:
+        """The branches' losses on the foreground sampled proposals and every item."""
         foreground, _ = select_foreground_proposals(proposals, self.num_classes)
-        boxes = [x.proposal_boxes for x in foreground]
-        pooled = self._pool(self.landmark_branch, self.landmark_in_features, features, boxes)
-        # Only an image without items lacks gt_keypoints; it has no foreground proposals either.
-        none = pooled.new_zeros(0, NUM_LANDMARKS, 3)
-        keypoints = [x.gt_keypoints.tensor if x.has("gt_keypoints") else none for x in foreground]
-        return self.landmark_branch.loss(
-            pooled,
-            Boxes.cat(boxes).tensor,
-            torch.cat([x.gt_classes for x in foreground]) + 1,
-            torch.cat(keypoints),
+        specs, device = self.target_fields(), images.tensor.device
+        inputs = BranchInputs(
+            [x.proposal_boxes.tensor for x in foreground],
+            [x.gt_classes + 1 for x in foreground],
+            _Pool(features, images),
+            fields=[_fields(x, specs, device) for x in foreground],
+            items=[{"boxes": t.gt_boxes.tensor, "labels": t.gt_classes + 1,
+                    **_fields(t, specs, device)} for t in targets],
         )
-
-    def _match_loss(
-        self, features: dict[str, Tensor], proposals: list[Instances], targets: list[Instances]
-    ) -> Tensor:
-        """Embed every item (and some foreground proposals), pair consumer with shop items."""
-        branch = self.match_branch
-        items = [_match_items(target) for target in targets]
-        if branch.proposals_per_image:
-            foreground, _ = select_foreground_proposals(proposals, self.num_classes)
-            for image_items, rois in zip(items, foreground, strict=True):
-                if len(rois):
-                    chosen = torch.randperm(len(rois), device=rois.proposal_boxes.device)
-                    rois = rois[chosen[: branch.proposals_per_image]]
-                    for key, value in _match_items(rois, "proposal_boxes").items():
-                        image_items[key] = torch.cat([image_items[key], value])
-        embeddings = self.embed_boxes(features, [Boxes(i["boxes"]) for i in items])
-        output = branch.loss(
-            embeddings, *(torch.cat([i[key] for i in items]) for key in _MATCH_LABELS)
-        )
+        losses = {}
         storage = get_event_storage()
-        storage.put_scalars(match_pos_pairs=output.num_pos, match_neg_pairs=output.num_neg)
-        if output.num_pos:
-            storage.put_scalar("match_pos_acc", float(output.pos_accuracy))
-        if output.num_neg:
-            storage.put_scalar("match_neg_acc", float(output.neg_accuracy))
-        return output.loss
+        for branch in self.branches:
+            losses.update(branch.losses(inputs))
+            for name, value in branch.last_metrics.items():
+                value = float(value)
+                if math.isfinite(value):  # an accuracy is NaN in a step without such pairs
+                    storage.put_scalar(name, value)
+        return losses
 
 
-def _match_items(instances: Instances, boxes: str = "gt_boxes") -> dict[str, Tensor]:
-    return {
-        "boxes": instances.get(boxes).tensor,
-        "is_shop": instances.gt_is_shop,
-        "pair_ids": instances.gt_pair_ids,
-        "styles": instances.gt_styles,
-    }
+def _fields(instances: Instances, specs: dict[str, FieldSpec],
+            device: torch.device) -> dict[str, Tensor]:
+    """The ``gt_<name>`` fields of Instances as plain tensors; an image without items has none
+    (detectron2 copies no field onto its proposals), so they are empty of the field's shape."""
+    fields = {}
+    for key, spec in specs.items():
+        name = f"gt_{key}"
+        if instances.has(name):
+            value = instances.get(name)
+            fields[key] = value.tensor if isinstance(value, Keypoints) else value
+        else:
+            fields[key] = torch.zeros((0, *spec.shape), dtype=spec.dtype, device=device)
+    return fields
 
 
-def _pooler(head_cfg: CfgNode, in_features: list[str], input_shape: dict[str, ShapeSpec],
-            ) -> ROIPooler:
-    return ROIPooler(
-        output_size=head_cfg.POOLER_RESOLUTION,
-        scales=tuple(1.0 / input_shape[name].stride for name in in_features),
-        sampling_ratio=head_cfg.POOLER_SAMPLING_RATIO,
-        pooler_type=head_cfg.POOLER_TYPE,
-    )
+class _Pool:
+    """The branches' ``Pool`` over detectron2's features (and the normalised input pixels), once
+    per pooler and set of boxes."""
 
+    def __init__(self, features: dict[str, Tensor], images: ImageList | None) -> None:
+        self.features = dict(features)
+        if images is not None:
+            self.features[PIXELS] = images.tensor
+        self._cache: dict[tuple[int, int], tuple[list[Tensor], Tensor]] = {}
 
-def _init_landmark_branch(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-    if cfg.MODEL.KEYPOINT_ON:
-        raise ValueError(
-            "MODEL.KEYPOINT_ON and MODEL.LANDMARK_ON both predict pred_keypoints; turn one off"
-        )
-    if cfg.MODEL.ROI_HEADS.NUM_CLASSES != NUM_CATEGORIES:
-        raise ValueError(
-            f"MODEL.ROI_HEADS.NUM_CLASSES is {cfg.MODEL.ROI_HEADS.NUM_CLASSES}, but the landmark "
-            f"head lays out landmarks by DeepFashion2's {NUM_CATEGORIES} categories; set it to "
-            f"{NUM_CATEGORIES} or MODEL.LANDMARK_ON False"
-        )
-    head_cfg = cfg.MODEL.ROI_LANDMARK_HEAD
-    in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-    branch = LandmarkBranch(
-        _pooler(head_cfg, in_features, input_shape),
-        LandmarkHead(input_shape[in_features[0]].channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM),
-        LandmarkPredictor(head_cfg.CONV_DIM),
-        loss_weight=head_cfg.LOSS_WEIGHT,
-        category_sliced=head_cfg.CATEGORY_SLICED,
-    )
-    return {"landmark_in_features": in_features, "landmark_branch": branch}
-
-
-def _init_match_branch(cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
-    head_cfg = cfg.MODEL.MATCH_HEAD
-    if head_cfg.BALANCE not in MATCH_BALANCES:
-        raise ValueError(
-            f"MODEL.MATCH_HEAD.BALANCE must be one of {MATCH_BALANCES}, got {head_cfg.BALANCE!r}"
-        )
-    in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-    channels = input_shape[in_features[0]].channels
-    branch = MatchBranch(
-        _pooler(head_cfg, in_features, input_shape),
-        MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM),
-        SimilarityHead(head_cfg.EMBED_DIM),
-        loss_weight=head_cfg.LOSS_WEIGHT,
-        neg_pos_ratio=head_cfg.NEG_POS_RATIO,
-        balance=head_cfg.BALANCE,
-        proposals_per_image=head_cfg.PROPOSALS_PER_IMAGE,
-    )
-    return {"match_in_features": in_features, "match_branch": branch}
+    def __call__(self, pooler: nn.Module, boxes: list[Tensor]) -> Tensor:
+        key = (id(pooler), id(boxes))
+        if key not in self._cache:
+            self._cache[key] = (boxes, pooler(self.features, boxes))
+        return self._cache[key][1]

@@ -36,14 +36,11 @@ from torchvision.models.detection.transform import (
 from torchvision.ops import MultiScaleRoIAlign
 
 from matchrcnn.config import ConfigError
-from matchrcnn.data.categories import NUM_CATEGORIES, NUM_LANDMARKS
-from matchrcnn.data.layouts import LandmarkLayout, get_layout
 from matchrcnn.modeling.backbone import build_backbone, head_norm
-from matchrcnn.modeling.heads.landmark import LandmarkHead, LandmarkPredictor
-from matchrcnn.modeling.heads.match import MatchHead, SimilarityHead
-from matchrcnn.modeling.losses import MATCH_BALANCES
-from matchrcnn.modeling.pixels import MATCH_INPUTS, PIXEL_CHANNELS, PIXELS, LevelsRPN
-from matchrcnn.modeling.roi_heads import LandmarkBranch, MatchBranch, MatchRoIHeads
+from matchrcnn.modeling.branch import BuildContext, FieldSpec, enabled_branches
+from matchrcnn.modeling.pixels import PIXEL_CHANNELS, PIXELS
+from matchrcnn.modeling.roi_heads import MatchRoIHeads
+from matchrcnn.modeling.rpn import LevelsRPN
 
 FEATURE_MAPS = ["0", "1", "2", "3"]
 """The FPN levels (P2..P5) that RoIAlign reads."""
@@ -92,15 +89,12 @@ class MatchRCNN(GeneralizedRCNN):
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
         if self.training:
-            landmark_branch = self.roi_heads.landmark_branch
             check_targets(
                 images,
                 targets,
                 masks=self.roi_heads.has_mask(),
-                landmarks=landmark_branch is not None,
-                match=self.roi_heads.match_branch is not None,
+                fields=self.roi_heads.target_fields(),
                 num_classes=self.roi_heads.box_predictor.cls_score.out_features - 1,
-                num_landmarks=landmark_branch.layout.num_slots if landmark_branch else 0,
             )
         return super().forward(images, targets)
 
@@ -146,12 +140,13 @@ class MatchRCNN(GeneralizedRCNN):
             resize_boxes(b, original, size)
             for b, original, size in zip(boxes, original_sizes, image_sizes, strict=True)
         ]
-        embeddings = branch.head(branch.roi_pool(features, scaled, image_sizes))
+        embeddings = branch.embed(lambda pool, b: pool(features, b, image_sizes), scaled)
         return list(embeddings.split([len(b) for b in boxes]))
 
     @property
-    def last_metrics(self) -> dict[str, float]:
-        """Match accuracies (positive and negative pairs) and pair counts of the last step."""
+    def last_metrics(self) -> dict[str, Tensor | float]:
+        """The branches' metrics of the last step: match accuracies (positive and negative
+        pairs) and pair counts."""
         return self.roi_heads.last_metrics
 
 
@@ -160,12 +155,13 @@ def check_targets(
     targets: Sequence[dict[str, Tensor]] | None,
     *,
     masks: bool,
-    landmarks: bool,
-    match: bool,
-    num_classes: int = NUM_CATEGORIES,
-    num_landmarks: int = NUM_LANDMARKS,
+    fields: dict[str, FieldSpec],
+    num_classes: int,
 ) -> None:
-    """Raise ValueError naming the image and the key when a training target is malformed."""
+    """Raise ValueError naming the image and the key when a training target is malformed.
+
+    ``fields`` are the RoI branches' target fields (``MatchRoIHeads.target_fields``).
+    """
     if targets is None or len(targets) != len(images):
         count = "none" if targets is None else len(targets)
         raise ValueError(f"training needs one target per image: {len(images)} images, {count}")
@@ -177,11 +173,10 @@ def check_targets(
         }
         if masks:
             spec["masks"] = (tuple(image.shape[-2:]), None)
-        if landmarks:
-            spec["keypoints"] = ((num_landmarks, 3), torch.float32)
-        if match:
-            spec.update(pair_ids=((), torch.int64), styles=((), torch.int64))
-        missing = [key for key in (*spec, *(["is_shop"] if match else [])) if key not in target]
+        per_image = [key for key, field in fields.items() if field.per_image]
+        spec.update((key, (field.shape, field.dtype)) for key, field in fields.items()
+                    if not field.per_image)
+        missing = [key for key in (*spec, *per_image) if key not in target]
         if missing:
             raise ValueError(f"{where}: missing {', '.join(missing)}")
         count = len(target["boxes"])
@@ -197,8 +192,9 @@ def check_targets(
         labels = target["labels"]
         if not bool(((labels >= 1) & (labels <= num_classes)).all()):
             raise ValueError(f"{where}: 'labels' must be in 1..{num_classes}: {labels.tolist()}")
-        if match and target["is_shop"].numel() != 1:
-            raise ValueError(f"{where}: 'is_shop' must be one bool per image")
+        for key in per_image:
+            if target[key].numel() != 1:
+                raise ValueError(f"{where}: {key!r} must be one value per image")
 
 
 def build_model(cfg: CfgNode, backbone_weights: bool = True) -> MatchRCNN:
@@ -214,25 +210,25 @@ def build_model(cfg: CfgNode, backbone_weights: bool = True) -> MatchRCNN:
             "torchvision engine, which builds 'MatchRCNN'"
         )
     num_classes = model_cfg.ROI_HEADS.NUM_CLASSES
-    layout = landmark_layout(cfg)
-    if model_cfg.LANDMARK_ON and num_classes != layout.num_categories:
-        raise ConfigError(
-            f"MODEL.ROI_HEADS.NUM_CLASSES is {num_classes}, but the landmark head lays out "
-            f"landmarks by the {layout.num_categories} categories of the {layout.name!r} layout "
-            f"(MODEL.ROI_LANDMARK_HEAD.LAYOUT); set it to {layout.num_categories}, choose "
-            "another layout, or set MODEL.LANDMARK_ON False"
-        )
-    pixels = model_cfg.MATCH_ON and _match_input(model_cfg) == "pixels"
+    branch_types = enabled_branches(cfg)
+    pixels = any(branch.reads_pixels(cfg) for branch in branch_types)
     backbone = build_backbone(cfg, pass_pixels=pixels, pretrained=backbone_weights)
     channels = backbone.out_channels
     roi_cfg = model_cfg.ROI_HEADS
     box_cfg = model_cfg.ROI_BOX_HEAD
     box_pool = roi_pooler(model_cfg, box_cfg)
     fg_iou, bg_iou = _roi_iou_thresholds(roi_cfg.IOU_THRESHOLDS)
+    box_head = build_box_head(box_cfg, channels, box_pool.output_size)
+    box_predictor = FastRCNNPredictor(box_cfg.FC_DIM, num_classes + 1)
+    context = BuildContext(
+        pooler=lambda head_cfg, source="features": branch_pooler(model_cfg, head_cfg, source),
+        channels=lambda source: PIXEL_CHANNELS if source == PIXELS else channels,
+    )
+    branches = [branch.from_config(cfg, context) for branch in branch_types]
     roi_heads = MatchRoIHeads(
         box_pool,
-        build_box_head(box_cfg, channels, box_pool.output_size),
-        FastRCNNPredictor(box_cfg.FC_DIM, num_classes + 1),
+        box_head,
+        box_predictor,
         fg_iou_thresh=fg_iou,
         bg_iou_thresh=bg_iou,
         batch_size_per_image=roi_cfg.BATCH_SIZE_PER_IMAGE,
@@ -243,9 +239,7 @@ def build_model(cfg: CfgNode, backbone_weights: bool = True) -> MatchRCNN:
         detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
         class_agnostic_nms=(cfg.TEST.CLASS_AGNOSTIC_NMS.IOU_THRESH
                             if cfg.TEST.CLASS_AGNOSTIC_NMS.ENABLED else None),
-        landmark_branch=(_landmark_branch(model_cfg, channels, layout) if model_cfg.LANDMARK_ON
-                         else None),
-        match_branch=_match_branch(model_cfg, channels) if model_cfg.MATCH_ON else None,
+        branches=branches,
     )
     if model_cfg.MASK_ON:
         mask_cfg = model_cfg.ROI_MASK_HEAD
@@ -350,56 +344,16 @@ def roi_pooler(model_cfg: CfgNode, head_cfg: CfgNode) -> MultiScaleRoIAlign:
     )
 
 
-def landmark_layout(cfg: CfgNode) -> LandmarkLayout:
-    """The layout MODEL.ROI_LANDMARK_HEAD.LAYOUT names; a ConfigError listing them otherwise."""
-    try:
-        return get_layout(cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
-    except ValueError as error:
-        raise ConfigError(f"MODEL.ROI_LANDMARK_HEAD.LAYOUT: {error}") from error
-
-
-def _landmark_branch(model_cfg: CfgNode, channels: int, layout: LandmarkLayout) -> LandmarkBranch:
-    head_cfg = model_cfg.ROI_LANDMARK_HEAD
-    head = LandmarkHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM,
-                        norm_layer=head_norm(head_cfg.NORM, "MODEL.ROI_LANDMARK_HEAD.NORM"))
-    return LandmarkBranch(
-        roi_pooler(model_cfg, head_cfg),
-        head,
-        LandmarkPredictor(head_cfg.CONV_DIM, layout),
-        loss_weight=head_cfg.LOSS_WEIGHT,
-        category_sliced=head_cfg.CATEGORY_SLICED,
-    )
-
-
-def _match_input(model_cfg: CfgNode) -> str:
-    match_input = model_cfg.MATCH_HEAD.INPUT
-    if match_input not in MATCH_INPUTS:
+def branch_pooler(model_cfg: CfgNode, head_cfg: CfgNode, source: str = "features",
+                  ) -> MultiScaleRoIAlign:
+    """A branch's RoIAlign: over P2..P5 (``roi_pooler``), or over the input pixels at their own
+    scale (source "pixels": MultiScaleRoIAlign infers spatial scale 1 from the one map)."""
+    if head_cfg.POOLER_TYPE != "ROIAlign":
         raise ConfigError(
-            f"MODEL.MATCH_HEAD.INPUT must be one of {MATCH_INPUTS}, got {match_input!r}"
+            f"POOLER_TYPE {head_cfg.POOLER_TYPE!r}: the torchvision engine pools with "
+            "MultiScaleRoIAlign, which is 'ROIAlign' (detectron2's ROIAlignV2 is its engine's)"
         )
-    return match_input
-
-
-def _match_branch(model_cfg: CfgNode, channels: int) -> MatchBranch:
-    head_cfg = model_cfg.MATCH_HEAD
-    if head_cfg.BALANCE not in MATCH_BALANCES:
-        raise ConfigError(
-            f"MODEL.MATCH_HEAD.BALANCE must be one of {MATCH_BALANCES}, got {head_cfg.BALANCE!r}"
-        )
-    if _match_input(model_cfg) == "pixels":
-        # One map at the input's own scale: MultiScaleRoIAlign infers spatial scale 1.
-        pooler = MultiScaleRoIAlign([PIXELS], head_cfg.POOLER_RESOLUTION,
-                                    head_cfg.POOLER_SAMPLING_RATIO)
-        channels = PIXEL_CHANNELS
-    else:
-        pooler = roi_pooler(model_cfg, head_cfg)
-    head = MatchHead(channels, head_cfg.NUM_CONVS, head_cfg.CONV_DIM, head_cfg.EMBED_DIM)
-    return MatchBranch(
-        pooler,
-        head,
-        SimilarityHead(head_cfg.EMBED_DIM),
-        loss_weight=head_cfg.LOSS_WEIGHT,
-        neg_pos_ratio=head_cfg.NEG_POS_RATIO,
-        balance=head_cfg.BALANCE,
-        proposals_per_image=head_cfg.PROPOSALS_PER_IMAGE,
-    )
+    if source == PIXELS:
+        return MultiScaleRoIAlign([PIXELS], head_cfg.POOLER_RESOLUTION,
+                                  head_cfg.POOLER_SAMPLING_RATIO)
+    return roi_pooler(model_cfg, head_cfg)

@@ -10,28 +10,7 @@ instead of FPN features. The backbone passes them along under PIXELS; the RPN an
 streams still read the FPN levels only.
 """
 
-from __future__ import annotations
-
-from torch import Tensor
-from torchvision.models.detection.rpn import ImageList, RegionProposalNetwork
-
 PIXELS = "pixels"
 """The key of the normalised input batch (N, 3, H, W) among the backbone's feature maps."""
 
 PIXEL_CHANNELS = 3
-
-MATCH_INPUTS = ("fpn", "pixels")
-"""What the match stream pools: the FPN levels (as in the paper) or the input pixels."""
-
-
-class LevelsRPN(RegionProposalNetwork):
-    """torchvision's RPN over the FPN levels only, whatever else the backbone passes along."""
-
-    def forward(
-        self,
-        images: ImageList,
-        features: dict[str, Tensor],
-        targets: list[dict[str, Tensor]] | None = None,
-    ) -> tuple[list[Tensor], dict[str, Tensor]]:
-        levels = {name: value for name, value in features.items() if name != PIXELS}
-        return super().forward(images, levels, targets)

@@ -23,14 +23,20 @@ from torch import nn
 from torchvision.models import get_weight
 from torchvision.models._api import WeightsEnum
 
+from matchrcnn.modeling.branch import registered_branches
+
 logger = logging.getLogger(__name__)
 
 TORCHVISION_SCHEME = "torchvision://"
 """MODEL.WEIGHTS "torchvision://NAME": torchvision's weights of that name, fetched through its
 cache (``torch.hub.get_dir()``), e.g. torchvision://MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1."""
-_OWN_PREFIXES = ("roi_heads.landmark_branch.", "roi_heads.match_branch.")
 _BODY = "backbone.body."
 _COUNTER = "num_batches_tracked"
+
+
+def own_prefixes() -> tuple[str, ...]:
+    """Weight-name prefixes of Match R-CNN's own branches, which no foreign file holds."""
+    return tuple(f"roi_heads.{branch.name}_branch." for branch in registered_branches())
 
 
 class WeightsError(RuntimeError):
@@ -179,7 +185,7 @@ def recognise(loaded: object, state: Mapping[str, torch.Tensor],
     heads); a WeightsError for a file this engine cannot read (detectron2's, or unknown).
     """
     if (isinstance(loaded, Mapping) and "iteration" in loaded) or any(
-            name.startswith(_OWN_PREFIXES) for name in state):
+            name.startswith(own_prefixes()) for name in state):
         return None, {}
     if any(name.startswith("backbone.bottom_up.") for name in state):
         raise WeightsError("it holds a detectron2 model (backbone.bottom_up.*): load it with the "
