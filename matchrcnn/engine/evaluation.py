@@ -29,7 +29,7 @@ from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.data.records import column
 from matchrcnn.evaluation.evaluator import DeepFashion2Evaluator, EvaluationFiles
-from matchrcnn.modeling.matchrcnn import landmark_layout
+from matchrcnn.modeling.branches import landmark_layout
 from matchrcnn.modeling.predictor import MASK_THRESHOLD
 from matchrcnn.retrieval.metric import MatchMetric
 from matchrcnn.utils.atomic import write_json_atomic
