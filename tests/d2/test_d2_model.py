@@ -22,6 +22,7 @@ from detectron2.utils.events import EventStorage
 from matchrcnn.config import setup_cfg
 from matchrcnn.d2 import MatchRCNNROIHeads, build_pair_train_loader
 from matchrcnn.data.categories import landmark_slice
+from matchrcnn.data.layouts import get_layout
 from matchrcnn.modeling import build_model as build_torchvision_model
 from tests.d2.conftest import CONFIGS, REPO, d2_cfg
 
@@ -34,11 +35,15 @@ def test_every_config_builds_match_rcnn(config):
     cfg = d2_cfg("MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", config=CONFIGS / config)
     model = build_model(cfg)
     heads = model.roi_heads
+    layout = get_layout(cfg.MODEL.ROI_LANDMARK_HEAD.LAYOUT)
     assert isinstance(heads, MatchRCNNROIHeads)
-    assert heads.num_classes == 13
-    assert heads.landmark_branch.predictor.deconv.out_channels == 294
-    assert heads.match_branch.head.fc.out_features == cfg.MODEL.MATCH_HEAD.EMBED_DIM
-    assert heads.mask_on and not heads.keypoint_on
+    assert heads.num_classes == layout.num_categories
+    assert heads.landmark_branch.predictor.deconv.out_channels == layout.num_slots
+    if cfg.MODEL.MATCH_ON:
+        assert heads.match_branch.head.fc.out_features == cfg.MODEL.MATCH_HEAD.EMBED_DIM
+    else:
+        assert heads.match_branch is None
+    assert heads.mask_on == cfg.MODEL.MASK_ON and not heads.keypoint_on
 
 
 def _training_batch():
