@@ -3,7 +3,8 @@
 Training instances carry, besides detectron2's ``gt_boxes``, ``gt_classes`` and ``gt_masks``:
 ``gt_keypoints`` (N, K, 3) for the landmark head (K the slots of MODEL.ROI_LANDMARK_HEAD.LAYOUT,
 294 in DeepFashion2's), and ``gt_pair_ids``, ``gt_styles`` and ``gt_is_shop`` (one flag per item,
-all equal) for the match network. Being ``gt_*`` fields, they
+all equal) for the match network, and ``gt_<key>`` for each field that a new RoI branch reads
+from the annotations (``RoIBranch.annotation_targets``). Being ``gt_*`` fields, they
 follow every instance filter and every proposal that detectron2 matches to an item.
 """
 
@@ -17,6 +18,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import Keypoints
 
+from matchrcnn.data.mapper import annotation_field
+from matchrcnn.modeling.branch import annotation_fields
 from matchrcnn.modeling.branches import landmark_layout
 
 
@@ -25,10 +28,13 @@ class MatchRCNNDatasetMapper(DatasetMapper):
 
     @configurable
     def __init__(self, is_train: bool = True, *, use_match: bool = True,
-                 num_landmarks: int = 0, **kwargs) -> None:
+                 num_landmarks: int = 0,
+                 annotation_fields: dict[str, tuple[str, torch.dtype | None]] | None = None,
+                 **kwargs) -> None:
         super().__init__(is_train, **kwargs)
         self.use_match = use_match
         self.num_landmarks = num_landmarks
+        self.annotation_fields = dict(annotation_fields or {})
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
@@ -40,6 +46,8 @@ class MatchRCNNDatasetMapper(DatasetMapper):
             ret["num_landmarks"] = landmark_layout(cfg).num_slots
         elif cfg.MODEL.KEYPOINT_ON:
             ret["num_landmarks"] = cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS
+        ret["annotation_fields"] = {key: (spec.annotation, spec.dtype)
+                                    for key, spec in annotation_fields(cfg).items()}
         return ret
 
     def _transform_annotations(
@@ -74,6 +82,9 @@ class MatchRCNNDatasetMapper(DatasetMapper):
             )
             instances.gt_styles = torch.tensor([a["style"] for a in annotations], dtype=torch.int64)
             instances.gt_is_shop = torch.full((count,), dataset_dict["source"] == "shop")
+        items = {"annotations": annotations, "file_name": dataset_dict["file_name"]}
+        for key, (name, dtype) in self.annotation_fields.items():
+            instances.set(f"gt_{key}", annotation_field(items, name, dtype))
         if self.recompute_boxes:
             instances.gt_boxes = instances.gt_masks.get_bounding_boxes()
         dataset_dict["instances"] = utils.filter_empty_instances(instances)

@@ -40,6 +40,10 @@ class FieldSpec(NamedTuple):
     dtype: torch.dtype | None = None
     per_image: bool = False
     """One value per image (e.g. "is_shop"), which the engines repeat for each of its items."""
+    annotation: str | None = None
+    """The key of each item's annotation that both engines' mappers read the field from (a number
+    or list of numbers per item), for a field of a new branch; None for the fields that the
+    mappers build themselves (keypoints, pair_ids, styles, is_shop)."""
 
 
 @dataclass
@@ -107,6 +111,9 @@ class RoIBranch(nn.Module):
     """The MODEL key that turns it on, e.g. "LANDMARK_ON"."""
     outputs: ClassVar[dict[str, str]]
     """Prediction keys (the torchvision engine's) -> detectron2 Instances field names."""
+    annotation_targets: ClassVar[dict[str, FieldSpec]] = {}
+    """Target fields that the mappers read from each item's annotation (``FieldSpec.annotation``
+    names the key), known before the branch is built."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -122,8 +129,9 @@ class RoIBranch(nn.Module):
         raise NotImplementedError
 
     def target_fields(self) -> dict[str, FieldSpec]:
-        """The ground-truth fields the branch trains on, by their target-dict names."""
-        return {}
+        """The ground-truth fields the branch trains on, by their target-dict names; by default
+        its ``annotation_targets``."""
+        return dict(self.annotation_targets)
 
     @classmethod
     def reads_pixels(cls, cfg: CfgNode) -> bool:
@@ -165,3 +173,9 @@ def enabled_branches(cfg: CfgNode) -> list[type[RoIBranch]]:
     """The registered branches that the config turns on, in registration order."""
     return [branch for branch in registered_branches()
             if cfg.MODEL.get(branch.enable_key, False)]
+
+
+def annotation_fields(cfg: CfgNode) -> dict[str, FieldSpec]:
+    """The target fields that the enabled branches read straight from the annotations."""
+    return {key: spec for branch in enabled_branches(cfg)
+            for key, spec in branch.annotation_targets.items()}
