@@ -21,8 +21,8 @@ from matchrcnn.data.deepfashion2 import convert_split
 from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.data.synthetic import generate_dataset
-from matchrcnn.data.synthetic_geometry import rotation, scaling, translation
-from matchrcnn.data.synthetic_render import garment_geometry
+from matchrcnn.data.synthetic.geometry import rotation, scaling, translation
+from matchrcnn.data.synthetic.render import garment_geometry
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "check_flip_map.py"
 

@@ -24,9 +24,9 @@ from matchrcnn.data.mapper import DatasetMapper, polygons_to_mask
 from matchrcnn.data.records import load_coco_records
 from matchrcnn.data.samplers import PairBatchSampler
 from matchrcnn.data.synthetic import generate_dataset
-from matchrcnn.data.synthetic_geometry import rotation, scaling, translation
-from matchrcnn.data.synthetic_render import garment_geometry
-from matchrcnn.data.synthetic_templates import MIRROR
+from matchrcnn.data.synthetic.geometry import rotation, scaling, translation
+from matchrcnn.data.synthetic.render import garment_geometry
+from matchrcnn.data.synthetic.templates import MIRROR
 from matchrcnn.data.transforms import flips, hflip_image, hflip_target
 from matchrcnn.engine.trainer import MappedDataset, build_train_loader
 from matchrcnn.modeling import build_model
@@ -103,8 +103,8 @@ def test_flip_moves_points_and_boxes_and_swaps_mirror_slots():
 
 
 def test_flipping_twice_is_the_identity_on_image_boxes_masks_and_landmarks(synthetic_records):
-    mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
-    plain = DatasetMapper()
+    mapper = DatasetMapper(DEEPFASHION2, hflip=True)
+    plain = DatasetMapper(DEEPFASHION2)
     flipped_any = 0
     for record in synthetic_records:
         iteration = next(i for i in range(100) if mapper.flips(record, i))
@@ -160,7 +160,7 @@ def test_mapper_from_config_flips_only_training_and_only_with_a_flip_map():
 
 def test_a_flipping_mapper_needs_the_iteration(synthetic_records):
     with pytest.raises(ValueError, match="pass the iteration"):
-        DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)(synthetic_records[0])
+        DatasetMapper(DEEPFASHION2, hflip=True)(synthetic_records[0])
 
 
 def test_flipped_targets_train_the_model(synthetic_records):
@@ -208,7 +208,7 @@ def test_each_flipped_landmark_lands_on_the_mirrored_point_of_the_mirrored_garme
     rng = np.random.default_rng(0)
     width, height = 160, 120
     image_mirror = np.array([[-1.0, 0.0, width], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
+    mapper = DatasetMapper(DEEPFASHION2, hflip=True)
     for category_id in range(1, NUM_CATEGORIES + 1):
         pose = _pose(rng, width, height)
         record = _record(tmp_path, category_id, pose, width, height)
@@ -229,7 +229,7 @@ def test_each_flipped_landmark_lands_on_the_mirrored_point_of_the_mirrored_garme
 def test_flips_are_the_same_in_a_loader_worker_and_after_a_restart(synthetic_records):
     keys = [[(index % len(synthetic_records), iteration) for index in range(3)]
             for iteration in range(6)]
-    mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
+    mapper = DatasetMapper(DEEPFASHION2, hflip=True)
     dataset = MappedDataset(synthetic_records, mapper)  # as the trainer's loader draws them
 
     def boxes(batch: list) -> list[torch.Tensor]:
@@ -240,7 +240,7 @@ def test_flips_are_the_same_in_a_loader_worker_and_after_a_restart(synthetic_rec
                                          collate_fn=boxes)
     resumed = torch.utils.data.DataLoader(  # a fresh mapper, from iteration 3 on
         MappedDataset(synthetic_records,
-                      DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)),
+                      DatasetMapper(DEEPFASHION2, hflip=True)),
         batch_sampler=keys[3:], collate_fn=boxes)
     for expected, got in zip(here, worker, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))

@@ -12,7 +12,9 @@ import torch
 from matchrcnn.data.catalog import load_coco_records
 from matchrcnn.data.categories import landmark_slice
 from matchrcnn.data.deepfashion2 import convert_split
-from matchrcnn.data.mapper import DatasetMapper, ImageDecodeError
+from matchrcnn.data.images import ImageInputError
+from matchrcnn.data.layouts import DEEPFASHION2, FASHIONAI, SALHG
+from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.data.samplers import PairBatchSampler
 
 
@@ -24,7 +26,7 @@ def records(df2_root: Path, tmp_path: Path) -> list[dict]:
 
 def test_mapper_builds_torchvision_targets(records: list[dict]):
     for record in records:
-        image, target = DatasetMapper()(record)
+        image, target = DatasetMapper(DEEPFASHION2)(record)
         n = len(record["annotations"])
         assert image.shape == (3, record["height"], record["width"])
         assert image.dtype == torch.float32 and image.min() >= 0.0 and image.max() <= 1.0
@@ -53,14 +55,28 @@ def test_mapper_builds_torchvision_targets(records: list[dict]):
 def test_mapper_names_a_broken_image(records: list[dict]):
     record = records[0]
     Path(record["file_name"]).write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    with pytest.raises(ImageDecodeError, match=record["file_name"]):
-        DatasetMapper()(record)
+    with pytest.raises(ImageInputError, match=record["file_name"]):
+        DatasetMapper(DEEPFASHION2)(record)
 
 
 def test_mapper_refuses_an_image_of_another_size(records: list[dict]):
     record = dict(records[0], width=records[0]["width"] + 1)
-    with pytest.raises(ImageDecodeError, match="annotation says"):
-        DatasetMapper()(record)
+    with pytest.raises(ImageInputError, match="annotation says"):
+        DatasetMapper(DEEPFASHION2)(record)
+
+
+def test_the_layout_sets_the_landmark_slots_and_is_required_for_them(records: list[dict]):
+    record = records[0]
+    with pytest.raises(ValueError, match="needs the dataset's landmark layout"):
+        DatasetMapper()
+    for layout in (DEEPFASHION2, FASHIONAI, SALHG):
+        assert DatasetMapper(layout).num_landmarks == layout.num_slots
+    _, without = DatasetMapper(landmarks=False)(record)
+    assert "keypoints" not in without and without["boxes"].shape == (len(record["annotations"]), 4)
+    image, target = DatasetMapper(with_targets=False)(record)
+    assert image.shape == (3, record["height"], record["width"]) and set(target) == {"image_id"}
+    with pytest.raises(ValueError, match="needs a flip map; the 'salhg' layout has none"):
+        DatasetMapper(SALHG, hflip=True)
 
 
 def _pair_records(groups: int, unrelated_users: int) -> list[dict]:

@@ -16,8 +16,8 @@ import pytest
 from matchrcnn.data.categories import CATEGORY_NAMES, NUM_CATEGORIES, landmark_count, landmark_slice
 from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.synthetic import generate_dataset, plan_dataset
-from matchrcnn.data.synthetic_geometry import clip_polygon, polygon_area
-from matchrcnn.data.synthetic_templates import AXIS_X, all_templates, template
+from matchrcnn.data.synthetic.geometry import clip_polygon, polygon_area
+from matchrcnn.data.synthetic.templates import AXIS_X, all_templates, template
 
 ITEM_KEYS = ["category_id", "category_name", "style", "bounding_box", "landmarks",
              "segmentation", "scale", "occlusion", "zoom_in", "viewpoint"]

@@ -123,29 +123,30 @@ def score(results: str, query_gt: str, gallery_gt: str, gt_boxes: bool, as_json:
 
 
 def run_model(args: argparse.Namespace) -> int:
-    from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog
+    from matchrcnn.data.catalog import DatasetCatalog, DatasetFilesError, MetadataCatalog
+    from matchrcnn.data.images import DEFAULT_MAX_PIXELS
     from matchrcnn.evaluation.results import write_results
     from matchrcnn.retrieval.build import BuildSettings, build_gallery
     from matchrcnn.retrieval.cli import Interrupted, index_config, load_model
     from matchrcnn.retrieval.evaluate import detected_retrieval_entries
     from matchrcnn.retrieval.gallery import Gallery
-    from matchrcnn.retrieval.images import DEFAULT_MAX_PIXELS
     from matchrcnn.retrieval.inference import InferenceSettings
     from matchrcnn.retrieval.sources import split_sources
     from matchrcnn.utils.atomic import write_json_atomic
+    from matchrcnn.utils.errors import UsageError
 
     if args.split not in DatasetCatalog.names():
-        raise ValueError(f"--split {args.split}: not a registered split (registered: "
+        raise UsageError(f"--split {args.split}: not a registered split (registered: "
                          f"{', '.join(DatasetCatalog.names())})")
     records = DatasetCatalog.get(args.split)
     files = MetadataCatalog.get(args.split).files
     shops, users = split_sources(records, "shop"), split_sources(records, "user")
     if not shops or not users:
-        raise ValueError(f"--split {args.split}: retrieval needs shop and user images; it holds "
+        raise UsageError(f"--split {args.split}: retrieval needs shop and user images; it holds "
                          f"{len(shops)} shop and {len(users)} user images")
     for path in (files.query_gt, files.gallery_gt):
         if not Path(path).is_file():
-            raise FileNotFoundError(f"{path} is missing: convert the split with its retrieval "
+            raise DatasetFilesError(f"{path} is missing: convert the split with its retrieval "
                                     f"ground truth: {files.convert_command()}")
     out = Path(args.out or Path("output") / "eval_retrieval" / args.split)
     gallery_dir = Path(args.gallery or out / "gallery")

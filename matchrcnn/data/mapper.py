@@ -1,8 +1,9 @@
 """Turn a record (one image with its COCO annotations) into the tensors torchvision models take.
 
 Images become CHW float tensors in [0, 1] (RGB); targets carry XYXY boxes, labels, instance
-masks rasterised from the polygons, the (N, K, 3) landmark array (K = 294 in DeepFashion2's
-layout), and what the match loss needs: pair_ids, styles and whether the image is a shop image.
+masks rasterised from the polygons, the (N, K, 3) landmark array (K the slot count of the
+dataset's landmark layout: 294 in DeepFashion2's, 24 in FashionAI's), and what the match loss
+needs: pair_ids, styles and whether the image is a shop image.
 A target holds only what its record has: a landmark-only dataset (FashionAI, SAL-HG) gives no
 masks and no pair fields, and the model says which key is missing if a head needs it. Resizing is
 the model's job (torchvision's GeneralizedRCNNTransform), as in torchvision's detection
@@ -18,33 +19,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from fvcore.common.config import CfgNode
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from matchrcnn.config import ConfigError
-from matchrcnn.data.categories import NUM_LANDMARKS
+from matchrcnn.data.images import ImageInputError, read_image
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
 from matchrcnn.data.transforms import FLIP_MODES, flips, hflip_image, hflip_target
 
-
-class ImageDecodeError(ValueError):
-    """An image file that cannot be read or decoded."""
-
-
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """The image as an (H, W, 3) uint8 RGB array; a clear error for a missing or broken file."""
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageDecodeError(f"cannot decode image {path}: {error}") from error
+read_rgb = read_image
+"""Temporary: the old name, until matchrcnn/modeling/predictor.py reads with read_image."""
 
 
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
@@ -53,11 +41,12 @@ def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np
 
 
 def record_to_target(
-    record: dict, height: int, width: int, num_landmarks: int = NUM_LANDMARKS,
-    landmarks: bool = True,
+    record: dict, height: int, width: int, num_landmarks: int | None,
+    annotation_fields: dict[str, tuple[str, torch.dtype | None]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The record's target; masks, keypoints (unless ``landmarks`` is False) and pair fields
-    only where every item has them."""
+    """The record's target; masks, keypoints (``num_landmarks`` slots, the layout's; None leaves
+    them out) and pair fields only where every item has them. ``annotation_fields`` (target key
+    -> (annotation key, dtype)) adds the fields of new RoI branches, read from every item."""
     annotations = record["annotations"]
     boxes = torch.tensor([a["bbox"] for a in annotations], dtype=torch.float32).reshape(-1, 4)
     boxes[:, 2:] += boxes[:, :2]
@@ -71,14 +60,27 @@ def record_to_target(
         for index, annotation in enumerate(annotations):
             masks[index] = polygons_to_mask(annotation["segmentation"], height, width)
         target["masks"] = torch.from_numpy(masks)
-    if landmarks and all("keypoints" in a for a in annotations):
+    if num_landmarks is not None and all("keypoints" in a for a in annotations):
         keypoints = torch.tensor([a["keypoints"] for a in annotations], dtype=torch.float32)
         target["keypoints"] = keypoints.reshape(-1, num_landmarks, 3)
     if "source" in record and all("pair_id" in a and "style" in a for a in annotations):
         target["pair_ids"] = torch.tensor([a["pair_id"] for a in annotations], dtype=torch.int64)
         target["styles"] = torch.tensor([a["style"] for a in annotations], dtype=torch.int64)
         target["is_shop"] = torch.tensor(record["source"] == "shop")
+    for key, (name, dtype) in (annotation_fields or {}).items():
+        target[key] = annotation_field(record, name, dtype)
     return target
+
+
+def annotation_field(record: dict, name: str, dtype: torch.dtype | None) -> torch.Tensor:
+    """Every item's ``name`` as one tensor; a KeyError naming the image and the item without it."""
+    values = []
+    for index, annotation in enumerate(record["annotations"]):
+        if name not in annotation:
+            raise KeyError(f"image {record['file_name']}: item {index} has no {name!r}, which "
+                           "an enabled RoI branch trains on")
+        values.append(annotation[name])
+    return torch.tensor(values, dtype=dtype)
 
 
 def with_flip_pairs(layout: LandmarkLayout, path: Path) -> LandmarkLayout:
@@ -94,23 +96,31 @@ def with_flip_pairs(layout: LandmarkLayout, path: Path) -> LandmarkLayout:
 class DatasetMapper:
     """record -> (image tensor, target dict); with ``with_targets=False`` only the image.
 
-    ``num_landmarks`` is the slot count of the dataset's landmark layout (294 for DeepFashion2);
-    ``landmarks=False`` leaves them out of the targets. With ``hflip`` half the records are
-    mirrored, landmarks moved by ``flip_indices`` (the layout's); which half depends on
-    (``seed``, image id, the ``iteration`` given to the call) only.
+    ``layout`` is the dataset's landmark layout: its slot count shapes the targets' landmarks and
+    its flip map moves them when an image is mirrored. Only a mapper that gives no landmarks
+    (``with_targets=False``, or ``landmarks=False``) goes without one. ``annotation_fields`` adds
+    per-item fields read from the annotations (``record_to_target``), as new RoI branches ask.
+    With ``hflip`` half the records are mirrored; which half depends on (``seed``, image id, the
+    ``iteration`` given to the call) only.
     """
 
-    def __init__(self, with_targets: bool = True, num_landmarks: int = NUM_LANDMARKS,
-                 landmarks: bool = True, hflip: bool = False,
-                 flip_indices: Sequence[int] | None = None, seed: int = 0) -> None:
-        if hflip and landmarks and flip_indices is None:
-            raise ValueError("flipping images with landmarks needs the layout's flip_indices")
+    def __init__(self, layout: LandmarkLayout | None = None, *, with_targets: bool = True,
+                 landmarks: bool = True, hflip: bool = False, seed: int = 0,
+                 annotation_fields: dict[str, tuple[str, torch.dtype | None]] | None = None,
+                 ) -> None:
+        if with_targets and landmarks and layout is None:
+            raise ValueError("a mapper of targets with landmarks needs the dataset's landmark "
+                             "layout (matchrcnn.data.layouts), whose slots the targets hold")
+        if hflip and landmarks and layout is not None and layout.flip_indices is None:
+            raise ValueError(f"flipping images with landmarks needs a flip map; the "
+                             f"{layout.name!r} layout has none")
         self.with_targets = with_targets
-        self.num_landmarks = num_landmarks
+        self.num_landmarks = None if layout is None else layout.num_slots
         self.landmarks = landmarks
         self.hflip = hflip
-        self.flip_indices = None if flip_indices is None else tuple(flip_indices)
+        self.flip_indices = None if layout is None else layout.flip_indices
         self.seed = seed
+        self.annotation_fields = dict(annotation_fields or {})
 
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool) -> DatasetMapper:
@@ -139,8 +149,12 @@ class DatasetMapper:
                 "layout (MODEL.ROI_LANDMARK_HEAD.LAYOUT) does not say which of its landmarks "
                 "mirror which; set INPUT.RANDOM_FLIP 'none'"
             )
-        return cls(with_targets=is_train, num_landmarks=layout.num_slots, landmarks=landmarks,
-                   hflip=hflip, flip_indices=layout.flip_indices, seed=cfg.SEED)
+        from matchrcnn.modeling.branch import annotation_fields
+
+        fields = {key: (spec.annotation, spec.dtype)
+                  for key, spec in annotation_fields(cfg).items()}
+        return cls(layout, with_targets=is_train, landmarks=landmarks, hflip=hflip,
+                   seed=cfg.SEED, annotation_fields=fields)
 
     def flips(self, record: dict, iteration: int) -> bool:
         """Whether ``record`` is mirrored when drawn at ``iteration``."""
@@ -151,17 +165,19 @@ class DatasetMapper:
         if self.hflip and iteration is None:
             raise ValueError("a flipping mapper draws each flip from (seed, image id, iteration): "
                              "pass the iteration the record is drawn for")
-        array = read_rgb(record["file_name"])
+        array = read_image(record["file_name"])
         height, width = array.shape[:2]
         if (record.get("height"), record.get("width")) not in ((None, None), (height, width)):
-            raise ImageDecodeError(
+            raise ImageInputError(
                 f"image {record['file_name']} is {width}x{height} but its annotation says "
                 f"{record['width']}x{record['height']}"
             )
         image = torch.from_numpy(array.copy()).permute(2, 0, 1).float().div_(255.0)
         if not self.with_targets:
             return image, {"image_id": torch.tensor(record["image_id"])}
-        target = record_to_target(record, height, width, self.num_landmarks, self.landmarks)
+        target = record_to_target(record, height, width,
+                                  self.num_landmarks if self.landmarks else None,
+                                  self.annotation_fields)
         if self.hflip and self.flips(record, iteration):
             return hflip_image(image), hflip_target(target, width, self.flip_indices)
         return image, target

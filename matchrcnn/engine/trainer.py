@@ -24,10 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from matchrcnn.config import ConfigError, save_cfg
 from matchrcnn.data.catalog import DatasetCatalog, check_layout
-from matchrcnn.data.image_sampler import ImageBatchSampler, has_pairs
-from matchrcnn.data.mapper import DatasetMapper, ImageDecodeError
+from matchrcnn.data.images import ImageInputError
+from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.data.records import ConcatRecords
-from matchrcnn.data.samplers import PairBatchSampler
+from matchrcnn.data.samplers import ImageBatchSampler, PairBatchSampler, has_pairs
 from matchrcnn.engine.checkpoint import Checkpointer
 from matchrcnn.engine.metrics import MetricsWriter
 
@@ -52,7 +52,8 @@ def dataset_records(names: tuple[str, ...] | list[str]) -> Sequence[dict]:
 
 class MappedDataset(Dataset):
     """Records through a mapper, keyed by (record index, iteration drawn for): the iteration
-    decides the record's random flip. An image that fails to decode yields None (and a log line).
+    decides the record's random flip. An image that cannot be used (ImageInputError: unreadable,
+    or not the size its annotation says) yields None (and a log line).
     """
 
     def __init__(self, records: Sequence[dict], mapper: DatasetMapper) -> None:
@@ -65,7 +66,7 @@ class MappedDataset(Dataset):
         index, iteration = key
         try:
             return self.mapper(self.records[index], iteration)
-        except ImageDecodeError as error:
+        except ImageInputError as error:
             logger.warning("skipping image: %s", error)
             return None
 

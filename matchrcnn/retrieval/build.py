@@ -19,6 +19,7 @@ from matchrcnn.retrieval.inference import InferenceSettings, predict_images
 from matchrcnn.retrieval.model import RetrievalModel
 from matchrcnn.retrieval.records import ShopImage
 from matchrcnn.retrieval.sources import SourceImage
+from matchrcnn.utils.errors import UsageError
 
 
 @dataclass
@@ -45,10 +46,10 @@ class BuildSettings:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_score <= 1.0:
-            raise ValueError(f"--min-score must be in [0, 1], got {self.min_score}")
+            raise UsageError(f"--min-score must be in [0, 1], got {self.min_score}")
         if (isinstance(self.commit_every, bool) or not isinstance(self.commit_every, int)
                 or self.commit_every < 1):
-            raise ValueError(f"--commit-every must be a positive integer, got "
+            raise UsageError(f"--commit-every must be a positive integer, got "
                              f"{self.commit_every!r}")
 
 

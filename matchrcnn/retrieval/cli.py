@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sqlite3
 import sys
 from collections.abc import Callable
 
-from matchrcnn.config import setup_cfg
+from matchrcnn.config import ConfigError, setup_cfg
+from matchrcnn.data.catalog import DatasetFilesError
+from matchrcnn.data.images import DEFAULT_MAX_PIXELS, ImageInputError
+from matchrcnn.evaluation.entries import EntriesError
 from matchrcnn.modeling.weights import WeightsError
 from matchrcnn.retrieval.gallery import GalleryError
-from matchrcnn.retrieval.images import DEFAULT_MAX_PIXELS
 from matchrcnn.retrieval.index import INDEX_KINDS, FaissIndexError, IndexConfig
 from matchrcnn.retrieval.model import RetrievalModel
+from matchrcnn.utils.errors import UsageError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-INPUT_ERRORS = (ValueError, OSError, GalleryError, WeightsError, FaissIndexError,
-                sqlite3.DatabaseError)
-"""Problems with what the user gave (files, settings, galleries); ConfigError, ImageInputError
-and EntriesError are ValueErrors."""
+INPUT_ERRORS = (UsageError, ConfigError, DatasetFilesError, ImageInputError, GalleryError,
+                FaissIndexError, WeightsError, EntriesError)
+"""The project's errors for problems with what the user gave (options, config, dataset files,
+images, galleries, weights, result files). Any other exception, a ValueError or OSError included,
+is a bug and keeps its traceback."""
 
 
 class Interrupted(Exception):
@@ -69,7 +72,7 @@ def index_config(kind: str | None, settings: list[str]) -> IndexConfig | None:
     for setting in settings:
         key, equals, value = setting.partition("=")
         if not equals or not value.strip().lstrip("-").isdigit():
-            raise ValueError(f"--index-setting {setting!r}: expected KEY=INTEGER, e.g. nprobe=64")
+            raise UsageError(f"--index-setting {setting!r}: expected KEY=INTEGER, e.g. nprobe=64")
         values[key.strip()] = int(value)
     return IndexConfig.from_json(values)
 

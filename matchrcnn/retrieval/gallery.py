@@ -170,7 +170,11 @@ class Gallery:
         index_config = index_config or IndexConfig()
         index_config.check_dim(metric.dim)
         database = directory / DATABASE_FILE
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise GalleryError(f"gallery {directory}: cannot create the directory "
+                               f"({error.strerror})") from error
         lock = acquire_lock(directory)
         if database.exists() and _has_tables(database):
             lock.close()
@@ -644,7 +648,11 @@ def _has_tables(database: Path) -> bool:
 def acquire_lock(directory: Path, shared: bool = False, hint: str = "") -> IO:
     """An empty lock file held with flock for as long as the gallery is open: exclusive to write,
     ``shared`` to read with no writer (a served gallery); ``hint`` ends the busy message."""
-    handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 - held until close()
+    try:
+        handle = open(directory / LOCK_FILE, "a")  # noqa: SIM115 - held until close()
+    except OSError as error:
+        raise GalleryError(f"gallery {directory}: cannot open its lock file {LOCK_FILE} "
+                           f"({error.strerror})") from error
     try:
         fcntl.flock(handle, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -19,6 +19,7 @@ import faiss
 import numpy as np
 
 from matchrcnn.utils.atomic import atomic_open
+from matchrcnn.utils.errors import UsageError
 
 INDEX_KINDS = ("flat", "ivfpq", "hnsw")
 POINTS_PER_CENTROID = 39
@@ -57,18 +58,18 @@ class IndexConfig:
 
     def __post_init__(self) -> None:
         if self.kind not in INDEX_KINDS:
-            raise ValueError(f"index kind must be one of {INDEX_KINDS}, got {self.kind!r}")
+            raise UsageError(f"index kind must be one of {INDEX_KINDS}, got {self.kind!r}")
         for field in fields(self):
             value = getattr(self, field.name)
             if field.name != "kind" and value is not None and (
                     not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ValueError(f"index setting {field.name} must be a positive integer, "
+                raise UsageError(f"index setting {field.name} must be a positive integer, "
                                  f"got {value!r}")
         if self.nbits > 16:
-            raise ValueError(f"index setting nbits must be at most 16, got {self.nbits}")
+            raise UsageError(f"index setting nbits must be at most 16, got {self.nbits}")
         if (self.kind == "ivfpq" and self.train_size is not None
                 and self.train_size < self.min_training):
-            raise ValueError(f"index setting train_size {self.train_size} is below the "
+            raise UsageError(f"index setting train_size {self.train_size} is below the "
                              f"{self.min_training} vectors IVF{self.nlist},PQ{self.m}x{self.nbits}"
                              f" needs to train")
 
@@ -83,7 +84,7 @@ class IndexConfig:
 
     def check_dim(self, dim: int) -> None:
         if self.kind == "ivfpq" and dim % self.m:
-            raise ValueError(f"IVF-PQ needs m ({self.m}) to divide the embedding size ({dim})")
+            raise UsageError(f"IVF-PQ needs m ({self.m}) to divide the embedding size ({dim})")
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -92,7 +93,7 @@ class IndexConfig:
     def from_json(cls, data: dict[str, Any]) -> IndexConfig:
         unknown = sorted(set(data) - {field.name for field in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown index settings {unknown}; known: "
+            raise UsageError(f"unknown index settings {unknown}; known: "
                              f"{[field.name for field in fields(cls)]}")
         return cls(**data)
 

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from matchrcnn.data.catalog import DatasetCatalog
+from matchrcnn.data.images import IMAGE_SUFFIXES, list_images
 from matchrcnn.evaluation.box_iou import coco_box_iou
 from matchrcnn.evaluation.retrieval import MATCH_IOU
-from matchrcnn.retrieval.images import IMAGE_SUFFIXES, list_images
+from matchrcnn.utils.errors import UsageError
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,17 +70,17 @@ def folder_sources(directory: str | os.PathLike) -> list[SourceImage]:
 
 def resolve_sources(images: str) -> tuple[list[SourceImage], str]:
     """The shop images named by ``--images``: a folder, or a registered split's shop images.
-    Returns them with a short description for messages; raises ValueError when there are none."""
+    Returns them with a short description for messages; raises UsageError when there are none."""
     if Path(images).is_dir():
         found, what = folder_sources(images), f"folder {images}"
         if not found:
-            raise ValueError(f"--images {images}: the folder holds no image files "
+            raise UsageError(f"--images {images}: the folder holds no image files "
                              f"({', '.join(IMAGE_SUFFIXES)})")
         return found, what
     if images not in DatasetCatalog.names():
-        raise ValueError(f"--images {images}: neither a folder nor a registered dataset split "
+        raise UsageError(f"--images {images}: neither a folder nor a registered dataset split "
                          f"(registered: {', '.join(DatasetCatalog.names())})")
     found, what = split_sources(DatasetCatalog.get(images)), f"shop images of split {images}"
     if not found:
-        raise ValueError(f"--images {images}: the split holds no shop images")
+        raise UsageError(f"--images {images}: the split holds no shop images")
     return found, what

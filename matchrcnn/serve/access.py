@@ -19,6 +19,8 @@ from urllib.parse import parse_qs
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from matchrcnn.utils.errors import UsageError
+
 TOKEN_ENV = "MATCHRCNN_SERVE_TOKEN"
 COOKIE = "matchrcnn_token"
 OPEN_PATHS = frozenset({"/healthz"})
@@ -26,7 +28,7 @@ MIN_TOKEN_LENGTH = 16
 TOKEN_PATTERN = re.compile(rf"[A-Za-z0-9._~-]{{{MIN_TOKEN_LENGTH},}}")
 
 
-class AccessError(ValueError):
+class AccessError(UsageError):
     """A setting that would expose the service; the message says what to do instead."""
 
 

@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from matchrcnn.data.categories import CATEGORY_NAMES
-from matchrcnn.retrieval.images import DEFAULT_MAX_PIXELS, ImageInputError
+from matchrcnn.data.images import DEFAULT_MAX_PIXELS, ImageInputError
 from matchrcnn.retrieval.query import QueryItem, results_document
 from matchrcnn.serve import schemas
 from matchrcnn.serve.access import TokenMiddleware
@@ -32,6 +32,7 @@ from matchrcnn.serve.crops import crop_jpeg
 from matchrcnn.serve.outline import mask_outline
 from matchrcnn.serve.service import SearchService, UnknownItemError
 from matchrcnn.serve.upload import UploadError, UploadLimits, check_declared, decode_upload
+from matchrcnn.utils.errors import UsageError
 
 STATIC = FilePath(__file__).with_name("static")
 MAX_TOPK = 100
@@ -61,7 +62,7 @@ class ServeSettings:
         for name in ("max_upload_bytes", "max_pixels", "max_waiting"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
 
 class _Admission:

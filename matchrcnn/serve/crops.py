@@ -8,7 +8,7 @@ import math
 
 from PIL import Image
 
-from matchrcnn.retrieval.images import read_image
+from matchrcnn.data.images import read_image
 from matchrcnn.retrieval.records import GalleryItem
 
 CROP_SIDE = 320

@@ -3,7 +3,7 @@
 The checks go from cheapest to dearest: the declared content type, the byte count, then the image
 header (format, and width x height against the pixel limit, so that a decompression bomb is
 refused before anything is decoded), and only then the pixels. The decoding is
-matchrcnn.retrieval.images', the query tool's own, with the EXIF orientation applied.
+matchrcnn.data.images', the query tool's own, with the EXIF orientation applied.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matchrcnn.retrieval.images import (
+from matchrcnn.data.images import (
     ImageInputError,
     ImageTooLargeError,
     NotAnImageError,

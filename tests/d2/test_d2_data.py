@@ -131,7 +131,7 @@ def test_detectron2s_flip_agrees_with_the_torchvision_engines_on_the_same_record
                                               "INPUT.MASK_FORMAT", "bitmask"), True)
     d2_mapper.augmentations = T.AugmentationList([T.RandomFlip(prob=1.0, horizontal=True)])
     theirs = d2_mapper(DatasetCatalog.get("synthetic_train")[index])
-    mapper = DatasetMapper(hflip=True, flip_indices=DEEPFASHION2.flip_indices)
+    mapper = DatasetMapper(DEEPFASHION2, hflip=True)
     record = ours_records[index]
     iteration = next(i for i in range(100) if mapper.flips(record, i))
     image, target = mapper(record, iteration)
@@ -147,7 +147,7 @@ def test_detectron2s_flip_agrees_with_the_torchvision_engines_on_the_same_record
     differing = (masks != target["masks"].bool()).sum(dim=(1, 2))
     assert (differing <= 0.01 * target["masks"].sum(dim=(1, 2))).all(), differing
     # Flipping back gives the record's own target.
-    unflipped = DatasetMapper()(record)
+    unflipped = DatasetMapper(DEEPFASHION2)(record)
     again = hflip_target(target, image.shape[-1], DEEPFASHION2.flip_indices)
     assert torch.equal(hflip_image(image), unflipped[0])
     for key in ("boxes", "masks", "keypoints"):

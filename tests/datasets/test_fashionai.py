@@ -157,7 +157,7 @@ def test_converted_rows_load_by_name_and_map_to_targets(fashionai_split, tmp_pat
     assert metadata.keypoint_names == list(FASHIONAI_LANDMARKS)
     records = DatasetCatalog.get("fashionai_fixture_for_mapper_test")
     assert len(records) == 10
-    image, target = DatasetMapper(num_landmarks=24)(records[0])
+    image, target = DatasetMapper(FASHIONAI)(records[0])
     assert image.shape == (3, records[0]["height"], records[0]["width"])
     # no masks and no pairs in FashionAI: the target holds only what the record has
     assert set(target) == {"boxes", "labels", "keypoints", "image_id"}

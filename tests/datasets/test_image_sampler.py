@@ -6,7 +6,7 @@ from itertools import islice
 
 import pytest
 
-from matchrcnn.data.image_sampler import ImageBatchSampler, has_pairs
+from matchrcnn.data.samplers import ImageBatchSampler, has_pairs
 
 
 def test_batches_are_distinct_images_and_a_function_of_seed_rank_and_iteration():

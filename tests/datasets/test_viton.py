@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog
-from matchrcnn.data.image_sampler import has_pairs
+from matchrcnn.data.samplers import has_pairs
 from matchrcnn.data.viton import convert_pairs
 from matchrcnn.evaluation.results import RETRIEVED, write_results
 from matchrcnn.evaluation.retrieval import evaluate_retrieval

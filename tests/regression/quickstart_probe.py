@@ -45,7 +45,7 @@ def quickstart_probe(workdir: Path) -> dict:
             "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
         ])
         records = catalog.DatasetCatalog.get("synthetic_validation")
-        mapper = DatasetMapper(with_targets=False, num_landmarks=294)
+        mapper = DatasetMapper(with_targets=False)
         chosen = [records[index] for index in range(PROBE_IMAGES)]
         seed_everything(cfg.SEED)
         model = build_model(cfg)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from matchrcnn.config.defaults import _C
+from matchrcnn.data.images import ImageInputError, list_images, read_image
 from matchrcnn.retrieval.fingerprint import model_fingerprint
-from matchrcnn.retrieval.images import ImageInputError, list_images, read_image
 from matchrcnn.retrieval.query import QueryItem
 from matchrcnn.retrieval.records import Hit
 from matchrcnn.retrieval.visualize import PALETTE, THUMB_HEIGHT, render_query, write_query_png

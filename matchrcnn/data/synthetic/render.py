@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from matchrcnn.data.categories import category_name
-from matchrcnn.data.synthetic_appearance import (
+from matchrcnn.data.synthetic.appearance import (
     Appearance,
     distractor_appearance,
     garment_appearance,
@@ -27,7 +27,7 @@ from matchrcnn.data.synthetic_appearance import (
     render_texture,
     texture_to_template,
 )
-from matchrcnn.data.synthetic_geometry import (
+from matchrcnn.data.synthetic.geometry import (
     apply_homography,
     clip_polygon,
     drop_repeated_vertices,
@@ -36,7 +36,7 @@ from matchrcnn.data.synthetic_geometry import (
     scaling,
     translation,
 )
-from matchrcnn.data.synthetic_templates import Template, template
+from matchrcnn.data.synthetic.templates import Template, template
 
 SPLIT_CODES = {"train": 1, "validation": 2}
 JPEG_QUALITY = 90

@@ -1,10 +1,8 @@
-"""A synthetic DeepFashion2: same layout and annotation schema, generated from a seed.
+"""Planning a synthetic dataset and writing its files, from a seed.
 
-The real images come under a licence form, so the project tests and demonstrates itself on
-this stand-in. The dataset is a pure function of (num_images, size, seed): the plan (pair groups,
-splits, which garments go in which photo) comes from one random stream, and every image is drawn
-from a stream keyed by (seed, split, index), so any number of worker processes writes the same
-bytes.
+The dataset is a pure function of (num_images, size, seed): the plan (pair groups, splits, which
+garments go in which photo) comes from one random stream, and every image is drawn from a stream
+keyed by (seed, split, index), so any number of worker processes writes the same bytes.
 
 Pair groups: each pair_id has one or two styles (garments), one to three user photos that show
 them among style-0 distractors, and one or two shop photos of a single garment each. Whole groups
@@ -24,7 +22,7 @@ import cv2
 import numpy as np
 
 from matchrcnn.data.categories import NUM_CATEGORIES
-from matchrcnn.data.synthetic_render import ImageSpec, ItemSpec, encode_jpeg, render_image
+from matchrcnn.data.synthetic.render import ImageSpec, ItemSpec, encode_jpeg, render_image
 from matchrcnn.utils.atomic import write_bytes_atomic
 
 SPLITS = ("train", "validation")

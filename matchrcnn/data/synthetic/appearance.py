@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from matchrcnn.data.synthetic_templates import Template
+from matchrcnn.data.synthetic.templates import Template
 
 PATTERNS = ("plain", "stripes", "checks", "dots")
 MARKS = ("circle", "triangle", "star", "cross", "diamond", "letter")
