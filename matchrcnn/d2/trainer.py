@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from detectron2.config import CfgNode
-from detectron2.data import build_detection_train_loader
+from detectron2.data import MetadataCatalog, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluator
 from torch import nn
 from torch.utils.data import DataLoader
 
+from matchrcnn.config import ConfigError
 from matchrcnn.d2.config import PAIR_SAMPLER
 from matchrcnn.d2.evaluator import DeepFashion2Evaluator
 from matchrcnn.d2.mapper import MatchRCNNDatasetMapper
@@ -34,6 +35,12 @@ class MatchRCNNTrainer(DefaultTrainer):
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str,
                         model: nn.Module | None = None) -> DatasetEvaluator:
         """AP of the split; retrieval too when given the model (``test`` gives it)."""
+        if not hasattr(MetadataCatalog.get(dataset_name), "split_files"):
+            raise ConfigError(
+                f"DATASETS.TEST {dataset_name!r}: the detectron2 engine evaluates DeepFashion2-"
+                "layout splits only; evaluate this split's checkpoint with the torchvision engine "
+                "(tools/train_net.py --eval-only) or leave DATASETS.TEST empty"
+            )
         output_dir = Path(cfg.OUTPUT_DIR) / "inference" / dataset_name
         return DeepFashion2Evaluator(dataset_name, model=model, output_dir=str(output_dir))
 

@@ -23,6 +23,7 @@ from detectron2.structures import Boxes
 from detectron2.utils.events import EventStorage
 from torchvision.ops import box_iou, roi_align
 
+from matchrcnn.config import ConfigError
 from matchrcnn.d2 import MatchRCNNDatasetMapper, MatchRCNNTrainer, build_pair_train_loader
 from matchrcnn.data.fashionai import convert_fashionai
 from matchrcnn.data.salhg import convert_salhg
@@ -161,3 +162,10 @@ def test_class_agnostic_nms_leaves_one_detection_per_object(d2_env) -> None:
         assert instances.pred_keypoints.shape[0] == instances.pred_embeddings.shape[0] == len(
             instances)
     assert overlaps[0] > 0.3 >= overlaps[1]
+
+
+def test_a_split_without_an_evaluator_is_refused_by_name(landmark_datasets, monkeypatch) -> None:
+    monkeypatch.setenv("MATCHRCNN_DATASETS", str(landmark_datasets))
+    cfg = d2_cfg(*SMALL, config=CONFIGS / "fashionai_landmarks_R50_FPN.yaml")
+    with pytest.raises(ConfigError, match="'fashionai_train': the detectron2 engine evaluates"):
+        MatchRCNNTrainer.build_evaluator(cfg, "fashionai_train")
