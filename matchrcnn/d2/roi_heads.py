@@ -37,9 +37,9 @@ from matchrcnn.modeling.branch import (
     BranchInputs,
     BuildContext,
     FieldSpec,
+    HoldsBranches,
     RoIBranch,
     enabled_branches,
-    registered_branches,
 )
 from matchrcnn.modeling.pixels import PIXEL_CHANNELS, PIXELS
 
@@ -61,7 +61,7 @@ class FeaturePooler(nn.Module):
 
 
 @ROI_HEADS_REGISTRY.register()
-class MatchRCNNROIHeads(StandardROIHeads):
+class MatchRCNNROIHeads(HoldsBranches, StandardROIHeads):
     """Box and mask streams of detectron2, and Match R-CNN's RoI branches."""
 
     @configurable
@@ -73,12 +73,7 @@ class MatchRCNNROIHeads(StandardROIHeads):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        for registered in registered_branches():
-            setattr(self, f"{registered.name}_branch", None)
-        for branch in branches:
-            delattr(self, f"{branch.name}_branch")
-            self.add_module(f"{branch.name}_branch", branch)
-        self.branch_names = tuple(branch.name for branch in branches)
+        self.attach_branches(branches)
         self.class_agnostic_nms = class_agnostic_nms
 
     @classmethod
@@ -114,15 +109,6 @@ class MatchRCNNROIHeads(StandardROIHeads):
         nms_cfg = cfg.TEST.CLASS_AGNOSTIC_NMS
         ret["class_agnostic_nms"] = nms_cfg.IOU_THRESH if nms_cfg.ENABLED else None
         return ret
-
-    @property
-    def branches(self) -> list[RoIBranch]:
-        return [getattr(self, f"{name}_branch") for name in self.branch_names]
-
-    def target_fields(self) -> dict[str, FieldSpec]:
-        """The ground-truth fields that the branches train on (``gt_<name>`` in Instances)."""
-        return {key: spec for branch in self.branches
-                for key, spec in branch.target_fields().items()}
 
     def forward(
         self,

@@ -19,7 +19,7 @@ They hold each enabled branch as the attribute ``<name>_branch`` (so its weights
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, Protocol
 
@@ -179,3 +179,33 @@ def annotation_fields(cfg: CfgNode) -> dict[str, FieldSpec]:
     """The target fields that the enabled branches read straight from the annotations."""
     return {key: spec for branch in enabled_branches(cfg)
             for key, spec in branch.annotation_targets.items()}
+
+
+class HoldsBranches:
+    """The RoI heads' side of the interface, the same in both engines: each branch held as the
+    attribute ``<name>_branch`` (None for a registered branch that is off)."""
+
+    branch_names: tuple[str, ...] = ()
+
+    def attach_branches(self, branches: Sequence[RoIBranch]) -> None:
+        for registered in registered_branches():
+            setattr(self, f"{registered.name}_branch", None)
+        for branch in branches:
+            delattr(self, f"{branch.name}_branch")
+            self.add_module(f"{branch.name}_branch", branch)
+        self.branch_names = tuple(branch.name for branch in branches)
+
+    @property
+    def branches(self) -> list[RoIBranch]:
+        return [getattr(self, f"{name}_branch") for name in self.branch_names]
+
+    def target_fields(self) -> dict[str, FieldSpec]:
+        """The ground-truth fields that the branches train on."""
+        return {key: spec for branch in self.branches
+                for key, spec in branch.target_fields().items()}
+
+    @property
+    def last_metrics(self) -> dict[str, Tensor | float]:
+        """The branches' metrics of the last training step (match accuracies, pair counts)."""
+        return {key: value for branch in self.branches
+                for key, value in branch.last_metrics.items()}

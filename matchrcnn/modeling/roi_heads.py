@@ -19,10 +19,10 @@ from torchvision.models.detection.roi_heads import (
 )
 from torchvision.ops import MultiScaleRoIAlign, nms
 
-from matchrcnn.modeling.branch import BranchInputs, FieldSpec, RoIBranch, registered_branches
+from matchrcnn.modeling.branch import BranchInputs, HoldsBranches, RoIBranch
 
 
-class MatchRoIHeads(RoIHeads):
+class MatchRoIHeads(HoldsBranches, RoIHeads):
     """RoIHeads whose forward also runs the RoI branches (attributes ``<name>_branch``, None for a
     registered branch that is off).
 
@@ -39,28 +39,8 @@ class MatchRoIHeads(RoIHeads):
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
-        for registered in registered_branches():
-            setattr(self, f"{registered.name}_branch", None)
-        for branch in branches:
-            delattr(self, f"{branch.name}_branch")
-            self.add_module(f"{branch.name}_branch", branch)
-        self.branch_names = tuple(branch.name for branch in branches)
+        self.attach_branches(branches)
         self.class_agnostic_nms = class_agnostic_nms
-
-    @property
-    def branches(self) -> list[RoIBranch]:
-        return [getattr(self, f"{name}_branch") for name in self.branch_names]
-
-    def target_fields(self) -> dict[str, FieldSpec]:
-        """The ground-truth fields that the branches train on."""
-        return {key: spec for branch in self.branches
-                for key, spec in branch.target_fields().items()}
-
-    @property
-    def last_metrics(self) -> dict[str, Tensor | float]:
-        """The branches' metrics of the last training step (match accuracies, pair counts)."""
-        return {key: value for branch in self.branches
-                for key, value in branch.last_metrics.items()}
 
     def forward(
         self,

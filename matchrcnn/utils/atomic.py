@@ -3,7 +3,8 @@
 Everything the project writes for later use (converted datasets, checkpoints, indexes, results) goes
 through ``atomic_open``: the content is written to a temporary file in the same directory, flushed
 to disk, and renamed over the target only if the ``with`` block finishes without error. A crash or a
-kill at any moment leaves either the previous file or the complete new one.
+kill at any moment leaves either the previous file or the complete new one. The file gets the
+permissions of a plainly created one (0666 less the umask).
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+"""The process's umask, read once at import (reading it means setting it)."""
 
 
 @contextmanager
@@ -30,6 +35,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", fsync: bool = True) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file owner-only; give it the mode any new file of this process gets.
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
             handle.flush()
