@@ -1,4 +1,5 @@
-"""Named splits resolve under $MATCHRCNN_DATASETS and load converted COCO files as records."""
+"""Named splits resolve under $MATCHRCNN_DATASETS and load converted COCO files as records; the
+unannotated test split loads from its image-information files."""
 
 from __future__ import annotations
 
@@ -7,16 +8,23 @@ from pathlib import Path
 
 import pytest
 
-from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog, SplitFiles
+from matchrcnn.data.catalog import (
+    DatasetCatalog,
+    DatasetFilesError,
+    ImageInfoFiles,
+    MetadataCatalog,
+    SplitFiles,
+)
 from matchrcnn.data.categories import CATEGORY_NAMES, keypoint_oks_sigmas
 from matchrcnn.data.deepfashion2 import convert_split
+from matchrcnn.data.image_info import ImageInfoError, load_image_info, write_image_info
 from tests.conftest import write_df2_split
 
 
 def test_builtin_splits_are_registered():
     names = DatasetCatalog.names()
-    for name in ("deepfashion2_train", "deepfashion2_validation", "synthetic_train",
-                 "synthetic_validation"):
+    for name in ("deepfashion2_train", "deepfashion2_validation", "deepfashion2_test",
+                 "synthetic_train", "synthetic_validation"):
         assert name in names
         metadata = MetadataCatalog.get(name)
         assert metadata.thing_classes == list(CATEGORY_NAMES)
@@ -57,3 +65,98 @@ def test_records_group_annotations_under_their_images(tmp_path: Path, monkeypatc
 def test_registering_a_name_twice_is_refused():
     with pytest.raises(KeyError, match="already registered"):
         DatasetCatalog.register("synthetic_train", list)
+
+
+def _info(path: Path, images: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"images": images, "annotations": []}))
+    return path
+
+
+def _image(image_id: int, **extra: object) -> dict:
+    return {"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": 40, "height": 30,
+            **extra}
+
+
+def test_test_split_loads_its_images_with_their_source(tmp_path: Path, monkeypatch):
+    """deepfashion2_test: images in id order (not file order), the released layout, source from
+    the consumer and shop lists, nothing else; metadata says it has no annotations."""
+    monkeypatch.setenv("MATCHRCNN_DATASETS", str(tmp_path))
+    files = MetadataCatalog.get("deepfashion2_test").files
+    assert files.image_root == tmp_path / "deepfashion2" / "test" / "image"
+    everything, consumer, shop = files.info_files
+    assert everything == (tmp_path / "deepfashion2" / "json_for_test"
+                          / "keypoints_test_information.json")
+    files.image_root.mkdir(parents=True)
+    _info(everything, [_image(7), _image(2), _image(30), _image(4)])
+    _info(consumer, [_image(2), _image(30)])
+    _info(shop, [_image(7)])
+
+    records = DatasetCatalog.get("deepfashion2_test")
+    assert [r["image_id"] for r in records] == [2, 4, 7, 30]
+    assert [r.get("source") for r in records] == ["user", None, "shop", "user"]
+    assert records[0]["file_name"] == str(files.image_root / "000002.jpg")
+    assert (records[0]["width"], records[0]["height"]) == (40, 30)
+    assert all(r["annotations"] == [] for r in records)
+    assert MetadataCatalog.get("deepfashion2_test").annotated is False
+
+
+def test_test_split_without_its_files_says_where_they_go(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MATCHRCNN_DATASETS", str(tmp_path))
+    with pytest.raises(DatasetFilesError, match=r"json_for_test/retrieval_test_shop_information"
+                                                r"\.json.*Unzip"):
+        DatasetCatalog.get("deepfashion2_test")
+
+
+def test_an_images_own_source_wins_over_the_lists(tmp_path: Path):
+    everything = _info(tmp_path / "all.json", [_image(1, source="shop"), _image(2)])
+    consumer = _info(tmp_path / "consumer.json", [_image(1), _image(2)])
+    records = load_image_info(everything, tmp_path, consumer)
+    assert [r["source"] for r in records] == ["shop", "user"]
+
+
+@pytest.mark.parametrize(("images", "consumer", "shop", "message"), [
+    ([_image(1), _image(1)], [], [], "image id 1 is listed more than once"),
+    ([_image(1)], [_image(1)], [_image(1)], "image 1 is listed as a consumer image"),
+    ([_image(1)], [_image(5)], [], r"consumer.json: image 5 \(1 in all\) is not in"),
+    ([{"id": 1, "file_name": "000001.jpg", "width": 40}], [], [],
+     r"images entry 0: 'height' must be a positive integer, got None"),
+    ([_image(1, source="street")], [], [], "'source' must be 'user' or 'shop'"),
+    ([], [], [], "lists no images"),
+])
+def test_bad_image_information_is_refused_by_name(tmp_path: Path, images, consumer, shop,
+                                                  message):
+    with pytest.raises(ImageInfoError, match=message):
+        load_image_info(_info(tmp_path / "all.json", images), tmp_path,
+                        _info(tmp_path / "consumer.json", consumer),
+                        _info(tmp_path / "shop.json", shop))
+
+
+def test_not_json_is_refused_by_name(tmp_path: Path):
+    broken = tmp_path / "all.json"
+    broken.write_text('{"images": [{"id": 1,')
+    with pytest.raises(ImageInfoError, match=r"all\.json: not valid JSON"):
+        load_image_info(broken, tmp_path)
+
+
+def test_an_unannotated_copy_keeps_the_images_and_nothing_of_the_ground_truth(tmp_path: Path,
+                                                                               monkeypatch):
+    """write_image_info of a converted split, read back as a registered unannotated split: the
+    same images, sources and sizes; no pair_id, annotation or attribute in any file."""
+    monkeypatch.setenv("MATCHRCNN_DATASETS", str(tmp_path))
+    source = SplitFiles("deepfashion2", "validation")
+    write_df2_split(source.base, "validation", [1, 2, 3, 6, 9])
+    convert_split(source.base, "validation", source.json_file, workers=1)
+    annotated = DatasetCatalog.get("deepfashion2_validation")
+    copy = ImageInfoFiles("copy", "test", "test", root=tmp_path)
+    written = write_image_info(annotated, copy.info_dir, "test")
+    assert written == copy.info_files
+    for path in written:
+        for entry in json.loads(path.read_text())["images"]:
+            assert set(entry) == {"id", "file_name", "width", "height"}
+
+    records = load_image_info(*copy.info_files[:1], source.image_root, *copy.info_files[1:])
+    assert [(r["image_id"], r["source"], r["width"], r["height"], r["file_name"])
+            for r in records] == [(r["image_id"], r["source"], r["width"], r["height"],
+                                   r["file_name"]) for r in annotated]
+    assert all(r["annotations"] == [] and "pair_id" not in r for r in records)

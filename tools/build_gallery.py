@@ -11,7 +11,9 @@ and the style of the ground-truth item each detection covers). Detections scorin
 so an interrupted build continues where it stopped; images that cannot be read are reported and
 recorded, and the build goes on. A gallery belongs to the model that built it: another model's
 --out is refused before anything is touched. --index ivfpq or hnsw (with --index-setting
-KEY=VALUE) selects an approximate index for large galleries.
+KEY=VALUE) selects an approximate index for large galleries. One item per garment:
+class-agnostic suppression is on (TEST.CLASS_AGNOSTIC_NMS.ENABLED False among the overrides turns
+it off; either way the gallery serves queries made with it on or off).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from matchrcnn.inference.defaults import tool_opts
 from matchrcnn.retrieval.build import BuildSettings, build_gallery
 from matchrcnn.retrieval.cli import (
     Interrupted,
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     settings = BuildSettings(args.min_score, args.commit_every,
                              InferenceSettings(args.batch_size, args.workers, args.max_pixels),
                              progress=not args.no_progress)
-    model = load_model(args.config_file, args.weights, args.opts)
+    model = load_model(args.config_file, args.weights, tool_opts(args.opts))
     with Gallery.open_or_create(args.out, model.fingerprint, model.metric, config) as gallery:
         try:
             report = build_gallery(

@@ -11,7 +11,8 @@ detected item: box, category, score, and the retrieved entries with image path a
 match score) and DIR/query.png (the photo with masks, boxes and landmarks, and per item a strip of
 its retrieved shop crops). The gallery must have been built by the same model
 (tools/build_gallery.py). Photos are read upright (EXIF orientation applied); one of more than
---max-pixels pixels is refused.
+--max-pixels pixels is refused. One detection per garment: class-agnostic suppression is on
+(TEST.CLASS_AGNOSTIC_NMS.ENABLED False among the overrides turns it off).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import sys
 from pathlib import Path
 
+from matchrcnn.data.images import read_image
+from matchrcnn.inference.defaults import tool_opts
 from matchrcnn.retrieval.cli import (
     add_max_pixels,
     add_model_arguments,
@@ -29,10 +32,10 @@ from matchrcnn.retrieval.cli import (
     run_tool,
 )
 from matchrcnn.retrieval.gallery import Gallery
-from matchrcnn.retrieval.images import read_image
 from matchrcnn.retrieval.query import hits_table, query_photo, require_items, results_document
 from matchrcnn.retrieval.visualize import write_query_png
 from matchrcnn.utils.atomic import write_text_atomic
+from matchrcnn.utils.errors import UsageError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,11 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     for flag, value in (("--topk", args.topk), ("--max-items", args.max_items)):
         if value < 1:
-            raise ValueError(f"{flag} must be at least 1, got {value}")
+            raise UsageError(f"{flag} must be at least 1, got {value}")
     photo = read_image(args.image, args.max_pixels, upright=True)
     with Gallery.open(args.gallery) as gallery:
         require_items(gallery)
-        model = load_model(args.config_file, args.weights, args.opts)
+        model = load_model(args.config_file, args.weights, tool_opts(args.opts))
         gallery.require_model(model.fingerprint, model.embed_dim)
         items = query_photo(model, gallery, photo, args.topk, args.same_category, args.min_score,
                             args.max_items)

@@ -10,7 +10,9 @@ before serving), and serves with uvicorn: the page at /, the API under /api (doc
 /docs), /healthz. Photos of more than --max-upload-mb MiB or --max-pixels pixels are refused.
 It listens on loopback (127.0.0.1) unless --host says otherwise; another address needs an access
 token (--token, or $MATCHRCNN_SERVE_TOKEN), which every path but /healthz then requires, or
---allow-public. Extras: pip install -e '.[serve]'.
+--allow-public. One detection per garment: class-agnostic suppression is on
+(TEST.CLASS_AGNOSTIC_NMS.ENABLED False among the overrides turns it off). Extras:
+pip install -e '.[serve]'.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 
 import uvicorn
 
+from matchrcnn.inference.defaults import tool_opts
 from matchrcnn.retrieval.cli import (
     add_max_pixels,
     add_model_arguments,
@@ -31,6 +34,7 @@ from matchrcnn.retrieval.cli import (
 from matchrcnn.serve.access import TOKEN_ENV, check_binding
 from matchrcnn.serve.app import ServeSettings, create_app
 from matchrcnn.serve.service import SearchService
+from matchrcnn.utils.errors import UsageError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -61,9 +65,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def settings_from(args: argparse.Namespace) -> ServeSettings:
     """The service's settings; refuses what would expose it or cannot work, before loading."""
     if not 0 < args.port < 65536:
-        raise ValueError(f"--port must be in 1..65535, got {args.port}")
+        raise UsageError(f"--port must be in 1..65535, got {args.port}")
     if args.max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
+        raise UsageError(f"--max-upload-mb must be positive, got {args.max_upload_mb}")
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV) or None
     check_binding(args.host, token, args.allow_public)
     return ServeSettings(max_upload_bytes=round(args.max_upload_mb * 2**20),
@@ -72,7 +76,7 @@ def settings_from(args: argparse.Namespace) -> ServeSettings:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    model = load_model(args.config_file, args.weights, args.opts)
+    model = load_model(args.config_file, args.weights, tool_opts(args.opts))
     service = SearchService(model, args.gallery)
     try:
         info = service.info

@@ -8,6 +8,17 @@ A name such as ``synthetic_train`` resolves, when it is used, to files under the
     <root>/<dataset>/retrieval/<split>/query_gt.json   retrieval ground truth (--retrieval-gt)
     <root>/<dataset>/retrieval/<split>/gallery_gt.json
 
+DeepFashion2's test split has no annotations: ``deepfashion2_test`` is its images and the
+released image information (``matchrcnn.data.image_info``)::
+
+    <root>/deepfashion2/test/image/NNNNNN.jpg
+    <root>/deepfashion2/json_for_test/keypoints_test_information.json          every image
+    <root>/deepfashion2/json_for_test/retrieval_test_consumer_information.json consumer images
+    <root>/deepfashion2/json_for_test/retrieval_test_shop_information.json     shop images
+
+Its records have no annotations; ``register_image_info_split`` registers any split laid out so
+(an unannotated copy of a split, for instance), and its metadata says ``annotated=False``.
+
 The other datasets (tools/convert_dataset.py) are registered as ``fashionai_{train,test}``,
 ``salhg_{person,garment}_{train,test}`` and ``viton_{train,test}`` (layouts in
 ``OTHER_BUILTINS`` and datasets/README.md); ``register_coco_landmarks`` registers any converted
@@ -30,6 +41,7 @@ from typing import Any
 
 from matchrcnn.config import ConfigError
 from matchrcnn.data.categories import CATEGORY_NAMES
+from matchrcnn.data.image_info import info_file_names, load_image_info
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
 from matchrcnn.data.records import RecordStore, load_coco_records
 
@@ -38,6 +50,11 @@ BUILTIN_SPLITS = {
     "deepfashion2": ("train", "validation"),
     "synthetic": ("train", "validation"),
 }
+
+
+class DatasetFilesError(FileNotFoundError):
+    """A registered split whose files are not there; the message says where they go or which
+    command writes them."""
 
 
 def datasets_root() -> Path:
@@ -167,6 +184,57 @@ class CocoFiles:
         return self.command.format(base=self.base)
 
 
+@dataclass(frozen=True)
+class ImageInfoFiles:
+    """An unannotated split's files, laid out as DeepFashion2 releases its test split:
+    ``<dataset>/<split>/image/`` and ``<dataset>/json_for_<split>/`` with the three information
+    files of ``tag`` (``matchrcnn.data.image_info.info_file_names``)."""
+
+    dataset: str
+    split: str
+    tag: str
+    root: Path | None = None
+
+    @property
+    def base(self) -> Path:
+        return (self.root if self.root is not None else datasets_root()) / self.dataset
+
+    @property
+    def image_root(self) -> Path:
+        return self.base / self.split / "image"
+
+    @property
+    def info_dir(self) -> Path:
+        return self.base / f"json_for_{self.split}"
+
+    @property
+    def info_files(self) -> tuple[Path, Path, Path]:
+        """Every image, the consumer images, the shop images."""
+        return tuple(self.info_dir / name for name in info_file_names(self.tag))
+
+
+def register_image_info_split(name: str, files: ImageInfoFiles) -> None:
+    """Register an unannotated split in DeepFashion2's layout: records without annotations, each
+    with its ``source`` where the information names it; metadata with ``annotated=False``."""
+
+    def load() -> RecordStore:
+        missing = [path for path in (files.image_root, *files.info_files) if not path.exists()]
+        if missing:
+            raise DatasetFilesError(
+                f"dataset {name!r}: {', '.join(map(str, missing))} missing. Unzip the split's "
+                f"images into {files.image_root} and its image information files into "
+                f"{files.info_dir}")
+        images, consumer, shop = files.info_files
+        return load_image_info(images, files.image_root, consumer, shop)
+
+    layout = get_layout("deepfashion2")
+    DatasetCatalog.register(name, load)
+    MetadataCatalog.register(name, SimpleNamespace(
+        files=files, thing_classes=list(layout.category_names),
+        keypoint_names=list(layout.slot_names), keypoint_oks_sigmas=list(layout.oks_sigmas),
+        layout=layout.name, annotated=False))
+
+
 def register_coco_files(name: str, files: CocoFiles | SplitFiles, layout: LandmarkLayout | None,
                         thing_classes: list[str] | None = None) -> None:
     """Register a COCO-form split: its records, and metadata from its landmark layout."""
@@ -175,7 +243,7 @@ def register_coco_files(name: str, files: CocoFiles | SplitFiles, layout: Landma
         if not files.json_file.is_file():
             command = files.convert_command()
             hint = command and f" Convert the split first:\n  {command}"
-            raise FileNotFoundError(f"dataset {name!r}: {files.json_file} does not exist.{hint}")
+            raise DatasetFilesError(f"dataset {name!r}: {files.json_file} does not exist.{hint}")
         return load_coco_records(files.json_file, files.image_root)
 
     DatasetCatalog.register(name, load)
@@ -249,6 +317,7 @@ def _register_builtins() -> None:
     for dataset, splits in BUILTIN_SPLITS.items():
         for split in splits:
             register_deepfashion2_layout(f"{dataset}_{split}", SplitFiles(dataset, split))
+    register_image_info_split("deepfashion2_test", ImageInfoFiles("deepfashion2", "test", "test"))
     for name, (files, layout) in OTHER_BUILTINS.items():
         register_coco_files(name, files, get_layout(layout) if layout else None,
                             thing_classes=None if layout else list(CATEGORY_NAMES))

@@ -1,6 +1,7 @@
 """query.png: the photo with each detected garment's mask, box and landmarks, and under it one row
 per garment with the crops of its retrieved shop items, best first, each captioned with its rank
-and match probability. Each garment keeps one colour in the photo and in its row.
+and match probability. Each garment keeps one colour in the photo and in its row. The photo is
+drawn by the project's one drawer (matchrcnn.visualize).
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from matchrcnn.retrieval.images import ImageInputError, read_image
+from matchrcnn.data.images import ImageInputError, read_image
 from matchrcnn.retrieval.query import QueryItem, category_label
 from matchrcnn.utils.atomic import atomic_open
+from matchrcnn.visualize import PALETTE as PALETTE  # re-exported: garment i is PALETTE[i]
+from matchrcnn.visualize import Garment, colour, draw_garments
 
-PALETTE = ((230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128),
-           (170, 110, 40), (128, 0, 0), (0, 0, 128))
 PHOTO_SIDE = 640
 """Longest side of the photo in the picture: larger photos are scaled down, smaller ones up (at
 most MAX_UPSCALE times)."""
@@ -25,35 +25,14 @@ THUMB_HEIGHT = 96
 LABEL_WIDTH = 170
 CAPTION = 14
 GAP = 6
-MASK_ALPHA = 0.45
-
-
-def _colour(index: int) -> tuple[int, int, int]:
-    return PALETTE[index % len(PALETTE)]
 
 
 def _photo_panel(photo: np.ndarray, items: list[QueryItem]) -> Image.Image:
-    """The photo with masks blended in, then scaled, with boxes, landmarks and item numbers."""
-    canvas = photo.astype(np.float32)
-    for index, item in enumerate(items):
-        if item.mask is not None and item.mask.shape == photo.shape[:2]:
-            canvas[item.mask] = ((1 - MASK_ALPHA) * canvas[item.mask]
-                                 + MASK_ALPHA * np.array(_colour(index), np.float32))
-    panel = Image.fromarray(canvas.round().astype(np.uint8))
-    scale = min(MAX_UPSCALE, PHOTO_SIDE / max(panel.size))
-    panel = panel.resize((round(panel.width * scale), round(panel.height * scale)),
-                         Image.Resampling.BILINEAR)
-    draw = ImageDraw.Draw(panel)
-    for index, item in enumerate(items):
-        colour = _colour(index)
-        x1, y1, x2, y2 = (value * scale for value in item.box)
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=2)
-        draw.text((x1 + 3, y1 + 2), str(index + 1), fill=colour)
-        if item.landmarks is not None:
-            for x, y, _ in item.landmarks[np.any(item.landmarks != 0, axis=1)]:
-                draw.ellipse((x * scale - 2, y * scale - 2, x * scale + 2, y * scale + 2),
-                             fill=colour)
-    return panel
+    """The photo, scaled, with each item's mask, box, landmarks and number in its colour."""
+    scale = min(MAX_UPSCALE, PHOTO_SIDE / max(photo.shape[:2]))
+    return draw_garments(photo, [Garment(item.box, colour(index), str(index + 1), item.mask,
+                                         item.landmarks)
+                                 for index, item in enumerate(items)], scale)
 
 
 def _crop(path: str, box: tuple[float, float, float, float],
@@ -89,8 +68,7 @@ def _strip(item: QueryItem, index: int, cache: dict[str, np.ndarray | None]) -> 
     width = LABEL_WIDTH + sum(thumb.width + GAP for thumb in thumbs)
     row = Image.new("RGB", (width, THUMB_HEIGHT + CAPTION + GAP), "white")
     draw = ImageDraw.Draw(row)
-    colour = _colour(index)
-    draw.rectangle((0, 0, 8, THUMB_HEIGHT + CAPTION), fill=colour)
+    draw.rectangle((0, 0, 8, THUMB_HEIGHT + CAPTION), fill=colour(index))
     label = f"item {index + 1}\n{category_label(item.category)}\nscore {item.score:.2f}"
     draw.multiline_text((14, 4), label, fill="black", font=font)
     x = LABEL_WIDTH

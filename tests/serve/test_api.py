@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from matchrcnn.data.images import read_image
 from matchrcnn.retrieval import Gallery
-from matchrcnn.retrieval.images import read_image
 from matchrcnn.retrieval.model import RetrievalModel
 from matchrcnn.serve.crops import CROP_SIDE
 from matchrcnn.serve.service import SearchService

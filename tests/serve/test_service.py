@@ -95,6 +95,26 @@ def test_the_tool_loads_the_model_once_and_serves_concurrent_searches_correctly(
         pass
 
 
+@pytest.mark.parametrize(("opts", "enabled"), [
+    ((), True), (("TEST.CLASS_AGNOSTIC_NMS.ENABLED", "False"), False)])
+def test_the_tool_serves_one_detection_per_garment_unless_told_otherwise(
+        session_datasets: Path, weights: Path, gallery_copy: Path, monkeypatch,
+        opts: tuple[str, ...], enabled: bool) -> None:
+    """Class-agnostic suppression is on in the served model, and the overrides turn it off;
+    either way the gallery (built with it on) is served."""
+    configs = []
+
+    class RecordedModel(RetrievalModel):
+        def __init__(self, cfg) -> None:
+            configs.append(cfg)
+            super().__init__(cfg)
+
+    monkeypatch.setattr(cli, "RetrievalModel", RecordedModel)
+    monkeypatch.setattr("uvicorn.run", lambda app, **settings: None)
+    assert serve_main([*model_args(weights), "--gallery", str(gallery_copy), *TINY, *opts]) == 0
+    assert [cfg.TEST.CLASS_AGNOSTIC_NMS.ENABLED for cfg in configs] == [enabled]
+
+
 def test_a_gallery_of_another_model_is_refused_at_start(gallery_dir: Path, other_weights: Path,
                                                         capsys) -> None:
     with pytest.raises(GalleryMismatchError, match="was built by model"):

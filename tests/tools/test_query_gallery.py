@@ -14,10 +14,11 @@ from PIL import Image
 
 from matchrcnn.config import setup_cfg
 from matchrcnn.data.catalog import DatasetCatalog
+from matchrcnn.evaluation.box_iou import coco_box_iou
 from matchrcnn.retrieval import Gallery, MatchMetric, ShopImage
 from matchrcnn.retrieval.model import RetrievalModel
 from tests.modeling.conftest import TINY
-from tests.retrieval.conftest import snapshot
+from tests.retrieval.conftest import snapshot, stored_content
 from tests.tools.conftest import CONFIG, REPO, model_args, tool_main
 
 build_main = tool_main("build_gallery")
@@ -124,6 +125,44 @@ def test_no_detection_above_the_threshold(gallery_dir: Path, shop_record: dict, 
     assert capsys.readouterr().out.startswith("no garment detected with a score of at least 1.01")
     assert json.loads((out / "results.json").read_text())["items"] == []
     assert (out / "query.png").is_file()
+
+
+def _worst_overlap(boxes: list[list[float]]) -> float:
+    """The largest box IoU between two of ``boxes`` (0 for fewer than two)."""
+    if len(boxes) < 2:
+        return 0.0
+    iou = coco_box_iou(np.array(boxes)[:, None], np.array(boxes)[None])
+    return float(iou[~np.eye(len(boxes), dtype=bool)].max())
+
+
+def test_one_detection_per_garment_unless_the_overrides_say_otherwise(
+        gallery_dir: Path, shop_record: dict, weights: Path, tmp_path: Path) -> None:
+    """The query tool keeps one detection per garment (class-agnostic suppression, IoU 0.7);
+    TEST.CLASS_AGNOSTIC_NMS.ENABLED False gives torchvision's per-class results back, where the
+    untrained model repeats a box under several classes. The gallery, built with it on, serves
+    both: the setting is no part of the model's fingerprint."""
+    found = {}
+    for enabled in ("True", "False"):
+        out = tmp_path / enabled
+        assert query(weights, gallery_dir, shop_record["file_name"], out, "--min-score", "0",
+                     "--max-items", "50", "TEST.CLASS_AGNOSTIC_NMS.ENABLED", enabled) == 0
+        document = json.loads((out / "results.json").read_text())
+        found[enabled] = [item["box"] for item in document["items"]]
+    assert found["True"] and _worst_overlap(found["True"]) <= 0.7 + 1e-6
+    assert len(found["False"]) > len(found["True"]) and _worst_overlap(found["False"]) > 0.7
+    assert query(weights, gallery_dir, shop_record["file_name"], tmp_path / "default",
+                 "--min-score", "0", "--max-items", "50") == 0
+    default = json.loads((tmp_path / "default" / "results.json").read_text())
+    assert [item["box"] for item in default["items"]] == found["True"]
+
+
+def test_the_build_keeps_one_item_per_garment(gallery_dir: Path) -> None:
+    with Gallery.open(gallery_dir) as gallery:
+        content = stored_content(gallery)
+    by_image: dict[str, list] = {}
+    for _, path, _, box, *_ in content:
+        by_image.setdefault(path, []).append(list(box))
+    assert by_image and all(_worst_overlap(boxes) <= 0.7 + 1e-6 for boxes in by_image.values())
 
 
 def _gallery_of(directory: Path, fingerprint: str, metric: MatchMetric, dim: int) -> Path:
