@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from matchrcnn.config import ConfigError, setup_cfg
 from matchrcnn.data.catalog import DatasetFilesError
+from matchrcnn.data.image_info import ImageInfoError
 from matchrcnn.data.images import DEFAULT_MAX_PIXELS, ImageInputError
 from matchrcnn.evaluation.entries import EntriesError
 from matchrcnn.modeling.weights import WeightsError
@@ -25,8 +26,8 @@ from matchrcnn.utils.errors import UsageError
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
-INPUT_ERRORS = (UsageError, ConfigError, DatasetFilesError, ImageInputError, GalleryError,
-                FaissIndexError, WeightsError, EntriesError)
+INPUT_ERRORS = (UsageError, ConfigError, DatasetFilesError, ImageInfoError, ImageInputError,
+                GalleryError, FaissIndexError, WeightsError, EntriesError)
 """The project's errors for problems with what the user gave (options, config, dataset files,
 images, galleries, weights, result files). Any other exception, a ValueError or OSError included,
 is a bug and keeps its traceback."""

@@ -14,7 +14,6 @@ from PIL import Image, ImageDraw, ImageFont
 from matchrcnn.data.images import ImageInputError, read_image
 from matchrcnn.retrieval.query import QueryItem, category_label
 from matchrcnn.utils.atomic import atomic_open
-from matchrcnn.visualize import PALETTE as PALETTE  # re-exported: garment i is PALETTE[i]
 from matchrcnn.visualize import Garment, colour, draw_garments
 
 PHOTO_SIDE = 640

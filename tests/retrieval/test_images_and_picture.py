@@ -15,7 +15,8 @@ from matchrcnn.data.images import ImageInputError, list_images, read_image
 from matchrcnn.retrieval.fingerprint import model_fingerprint
 from matchrcnn.retrieval.query import QueryItem
 from matchrcnn.retrieval.records import Hit
-from matchrcnn.retrieval.visualize import PALETTE, THUMB_HEIGHT, render_query, write_query_png
+from matchrcnn.retrieval.visualize import THUMB_HEIGHT, render_query, write_query_png
+from matchrcnn.visualize import PALETTE
 from tests.retrieval.conftest import DIM, make_head
 
 

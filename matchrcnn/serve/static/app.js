@@ -2,7 +2,7 @@
 // the shop items of the garment clicked as a grid of crops. Plain DOM, no libraries.
 "use strict";
 
-// query.png's palette (matchrcnn/retrieval/visualize.py): garment i keeps colour i.
+// The project's palette (matchrcnn/visualize.py, as in query.png): garment i keeps colour i.
 const PALETTE = ["#e6194b", "#3cb44b", "#0082c8", "#f58230", "#911eb4", "#46f0f0", "#f032e6",
   "#d2f53c", "#fabed4", "#008080", "#aa6e28", "#800000", "#000080"];
 const SVG = "http://www.w3.org/2000/svg";
