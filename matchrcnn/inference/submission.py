@@ -33,18 +33,17 @@ from matchrcnn.data.catalog import DatasetCatalog, DatasetFilesError
 from matchrcnn.data.image_info import ImageInfoError
 from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.evaluation.results import (
-    RETRIEVED,
     box_results,
     landmark_results,
     mask_results,
 )
 from matchrcnn.inference.streams import ResultStreams
 from matchrcnn.modeling.branches import landmark_layout
+from matchrcnn.retrieval.evaluate import searched_entries
 from matchrcnn.retrieval.gallery import Gallery
 from matchrcnn.retrieval.inference import InferenceSettings, predict_images
 from matchrcnn.retrieval.model import RetrievalModel
 from matchrcnn.retrieval.records import ShopImage
-from matchrcnn.retrieval.search import retrieval_entries, search
 from matchrcnn.retrieval.sources import SourceImage, split_sources
 from matchrcnn.utils.errors import UsageError
 
@@ -181,10 +180,7 @@ def write_submission(model: RetrievalModel, records: Sequence[dict], out_dir: st
         waiting: list[dict] = []
 
         def flush() -> None:
-            embeddings = np.concatenate([p["embeddings"] for p in waiting]).reshape(
-                -1, gallery.embed_dim)
-            streams.add("retrieval", retrieval_entries(
-                waiting, search(gallery, embeddings, RETRIEVED)))
+            streams.add("retrieval", searched_entries(gallery, waiting))
             waiting.clear()
 
         for source, prediction in predicted(users):

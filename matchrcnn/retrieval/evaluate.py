@@ -25,6 +25,18 @@ SEARCH_GROUP = 64
 """Query images whose detections are searched together."""
 
 
+def searched_entries(gallery: Gallery, predictions: list[dict],
+                     same_category: bool = False) -> list[dict]:
+    """Official retrieval entries of the detections of some query images (predictions with
+    "image_id", "embeddings", "labels", boxes and scores), searched in one call."""
+    embeddings = np.concatenate([p["embeddings"] for p in predictions]).reshape(
+        -1, gallery.embed_dim)
+    labels = [int(label) for p in predictions for label in p["labels"]]
+    rankings = search(gallery, embeddings, RETRIEVED,
+                      same_category=labels if same_category else None)
+    return retrieval_entries(predictions, rankings)
+
+
 def detected_retrieval_entries(model: RetrievalModel, gallery: Gallery,
                                queries: Sequence[SourceImage],
                                inference: InferenceSettings | None = None,
@@ -45,12 +57,7 @@ def detected_retrieval_entries(model: RetrievalModel, gallery: Gallery,
     waiting: list[dict] = []
 
     def flush() -> None:
-        embeddings = np.concatenate([p["embeddings"] for p in waiting]).reshape(
-            -1, gallery.embed_dim)
-        labels = [int(label) for p in waiting for label in p["labels"]]
-        rankings = search(gallery, embeddings, RETRIEVED,
-                          same_category=labels if same_category else None)
-        entries.extend(retrieval_entries(waiting, rankings))
+        entries.extend(searched_entries(gallery, waiting, same_category))
         waiting.clear()
 
     with tqdm(total=len(queries), desc="querying", unit="image", disable=not progress) as bar:
