@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matchrcnn.retrieval.images import DEFAULT_MAX_PIXELS, ImageInputError, read_image
+from matchrcnn.data.images import DEFAULT_MAX_PIXELS, ImageInputError, read_image
 from matchrcnn.retrieval.model import RetrievalModel
 from matchrcnn.retrieval.sources import SourceImage
+from matchrcnn.utils.errors import UsageError
 
 Outcome = tuple[SourceImage, dict[str, np.ndarray] | None, ImageInputError | None]
 """An image with its prediction, or with the error that kept it from the model."""
@@ -35,7 +36,7 @@ class InferenceSettings:
         for name in ("batch_size", "workers", "max_pixels"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
+                raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, "
                                  f"got {value!r}")
 
 
