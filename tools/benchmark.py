@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmarks of the project, one per ``--what``; each prints its figures and the command to quote.
 
-Usage: tools/benchmark.py --what {convert,eval,gpu,scale,search,train} [options of that benchmark]
+Usage: tools/benchmark.py --what {convert,eval,gpu,inference,scale,search,train}
+    [options of that benchmark]
 ``tools/benchmark.py --what NAME --help`` lists a benchmark's own options.
 """
 
@@ -11,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-BENCHMARKS = ("convert", "eval", "gpu", "scale", "search", "train")
+BENCHMARKS = ("convert", "eval", "gpu", "inference", "scale", "search", "train")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,9 +31,6 @@ from matchrcnn.data.images import ImageInputError, read_image
 from matchrcnn.data.layouts import LandmarkLayout, get_layout
 from matchrcnn.data.transforms import FLIP_MODES, flips, hflip_image, hflip_target
 
-read_rgb = read_image
-"""Temporary: the old name, until matchrcnn/modeling/predictor.py reads with read_image."""
-
 
 def polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> np.ndarray:
     rles = mask_utils.frPyObjects(polygons, height, width)

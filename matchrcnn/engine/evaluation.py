@@ -30,7 +30,8 @@ from matchrcnn.data.mapper import DatasetMapper
 from matchrcnn.data.records import column
 from matchrcnn.evaluation.evaluator import DeepFashion2Evaluator, EvaluationFiles
 from matchrcnn.modeling.branches import landmark_layout
-from matchrcnn.modeling.predictor import MASK_THRESHOLD
+from matchrcnn.modeling.predictor import inference_autocast, predictions_to_numpy
+from matchrcnn.modeling.predictor import same_size_batches as batches_of_sizes
 from matchrcnn.retrieval.metric import MatchMetric
 from matchrcnn.utils.atomic import write_json_atomic
 
@@ -40,17 +41,10 @@ EVAL_BATCH_SIZE = 4
 
 
 def same_size_batches(records: Sequence[dict], batch_size: int) -> list[list[int]]:
-    """Record indices in batches whose images all have one size, in order within each size.
-
-    A batch pads its images to the largest; with GroupNorm the padding enters the statistics, so a
-    prediction would depend on which images shared its batch.
-    """
-    by_size: dict[tuple[int, int], list[int]] = {}
+    """Record indices in batches whose images all have one size, in order within each size
+    (the Predictor's rule: a prediction must not depend on the images that share its batch)."""
     sizes = zip(column(records, "height"), column(records, "width"), strict=True)
-    for index, size in enumerate(sizes):
-        by_size.setdefault(size, []).append(index)
-    return [indices[start : start + batch_size] for indices in by_size.values()
-            for start in range(0, len(indices), batch_size)]
+    return batches_of_sizes(sizes, batch_size)
 
 
 def shard(batches: list[list[int]], rank: int, world_size: int) -> list[list[int]]:
@@ -66,13 +60,14 @@ def gt_boxes(record: dict) -> torch.Tensor:
     return boxes
 
 
-@torch.no_grad()
 def predict_batches(model: torch.nn.Module, records: Sequence[dict], batches: list[list[int]],
-                    gt_embeddings: bool = True) -> Iterator[tuple[list[dict], list[dict]]]:
-    """(records, outputs) per batch; masks thresholded on the device, outputs on the CPU.
+                    gt_embeddings: bool = True, amp: bool = False,
+                    ) -> Iterator[tuple[list[dict], list[dict]]]:
+    """(records, outputs) per batch, outputs as ``predictions_to_numpy`` gives them (masks
+    thresholded on the device); ``amp``: float16 autocast on CUDA (TEST.AMP.ENABLED).
 
     With ``gt_embeddings`` each output also holds "gt_embeddings": the match embeddings of the
-    image's ground-truth boxes.
+    image's ground-truth boxes, from the backbone pass of the predictions (one per batch).
     """
     model.eval()
     device = next(model.parameters()).device
@@ -80,15 +75,14 @@ def predict_batches(model: torch.nn.Module, records: Sequence[dict], batches: li
     for batch in batches:
         chunk = [records[index] for index in batch]
         images = [mapper(record)[0].to(device) for record in chunk]
+        boxes = [gt_boxes(record).to(device) for record in chunk] if gt_embeddings else None
+        with torch.inference_mode(), inference_autocast(device, amp):
+            predictions = model.inference(images, boxes)
         outputs = []
-        for output in model(images):
-            if "masks" in output:
-                output["masks"] = output["masks"][:, 0] >= MASK_THRESHOLD
-            outputs.append({key: value.cpu() for key, value in output.items()})
-        if gt_embeddings:
-            boxes = [gt_boxes(record).to(device) for record in chunk]
-            for output, embedding in zip(outputs, model.embed_boxes(images, boxes), strict=True):
-                output["gt_embeddings"] = embedding.float().cpu()
+        for prediction in predictions:
+            if gt_embeddings:
+                prediction["gt_embeddings"] = prediction.pop("box_embeddings")
+            outputs.append(predictions_to_numpy(prediction))
         yield chunk, outputs
 
 
@@ -132,7 +126,8 @@ def evaluate_model(cfg: CfgNode, model: torch.nn.Module, iteration: int | None =
     distributed = dist.is_available() and dist.is_initialized()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     batches = shard(same_size_batches(records, EVAL_BATCH_SIZE), rank, world_size)
-    for chunk, outputs in predict_batches(model, records, batches, cfg.MODEL.MATCH_ON):
+    for chunk, outputs in predict_batches(model, records, batches, cfg.MODEL.MATCH_ON,
+                                          amp=cfg.TEST.AMP.ENABLED):
         evaluator.process(chunk, outputs)
     results = evaluator.evaluate()
     results["iteration"] = iteration

@@ -2,7 +2,7 @@
 
 Predictions come back as soon as their batch has run, so not in input order; an image that cannot
 be read comes back with its error instead, and the stream goes on. Why batches hold one image size
-only: see model.py.
+only: see modeling/predictor.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Match R-CNN's own heads as plain modules over pooled RoI features (no framework types)."""
 
+from matchrcnn.modeling.heads.heatmaps import decode_heatmaps
 from matchrcnn.modeling.heads.landmark import (
     MAX_LANDMARKS,
     LandmarkHead,
     LandmarkPredictor,
     heatmaps_to_landmarks,
+    landmark_decoder,
     pack_slices,
     unpack_slices,
 )
@@ -16,7 +18,9 @@ __all__ = [
     "LandmarkPredictor",
     "MatchHead",
     "SimilarityHead",
+    "decode_heatmaps",
     "heatmaps_to_landmarks",
+    "landmark_decoder",
     "pack_slices",
     "unpack_slices",
 ]

@@ -10,7 +10,9 @@ memory at 56x56 (see ``LandmarkPredictor``). Every function defaults to DeepFash
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +20,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import heatmaps_to_keypoints
 
 from matchrcnn.data.layouts import DEEPFASHION2, LandmarkLayout
+from matchrcnn.modeling.heads.heatmaps import decode_heatmaps
 
 MAX_LANDMARKS = DEEPFASHION2.max_landmarks
 """Rows of a packed DeepFashion2 heatmap tensor: the largest category's landmark count (39)."""
@@ -132,15 +135,48 @@ def _channels(slots: tuple[int, ...]) -> slice | list[int]:
     return list(slots)
 
 
+def torchvision_decode(maps: Tensor, boxes: Tensor) -> Tensor:
+    """torchvision's ``heatmaps_to_keypoints`` points (N, K, 2): a resize per box, in a loop."""
+    return heatmaps_to_keypoints(maps, boxes)[0][..., :2]
+
+
+DECODERS: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "vectorised": decode_heatmaps,
+    "torchvision": torchvision_decode,
+}
+"""Heatmap decoders by name: ours (modeling/heads/heatmaps.py) and torchvision's, its reference."""
+Decoder = Callable[[Tensor, Tensor], Tensor]
+_DECODER: ContextVar[Decoder] = ContextVar("landmark_decoder", default=decode_heatmaps)
+
+
+@contextmanager
+def landmark_decoder(decoder: str | Decoder) -> Iterator[None]:
+    """Decode landmark heatmaps in this block with ``decoder``: a name of ``DECODERS``, or a
+    function of (maps, boxes) as they take (the inference benchmark measures both decoders, and
+    records what they are given); the vectorised decoder otherwise."""
+    if isinstance(decoder, str):
+        if decoder not in DECODERS:
+            raise ValueError(f"unknown landmark decoder {decoder!r}: expected one of "
+                             f"{sorted(DECODERS)}")
+        decoder = DECODERS[decoder]
+    token = _DECODER.set(decoder)
+    try:
+        yield
+    finally:
+        _DECODER.reset(token)
+
+
 def heatmaps_to_landmarks(
     packed: Tensor, categories: Tensor, boxes: Tensor, layout: LandmarkLayout = DEEPFASHION2
 ) -> Tensor:
     """Packed logits (N, M, S, S) of boxes (N, 4) -> landmarks (N, slots, 3) in image coordinates.
 
-    Each landmark is (x, y, score) with score the peak of its heatmap's spatial softmax, in (0, 1];
-    slots outside each detection's category are all zero, as the official evaluation needs.
+    Each landmark is (x, y, score): (x, y) the heatmap's maximum where torchvision's decoder puts
+    it (to within a pixel; see heatmaps.py), score the peak of its heatmap's spatial softmax, in
+    (0, 1]; slots outside each detection's category are all zero, as the official evaluation
+    needs.
     """
-    xy, _ = heatmaps_to_keypoints(packed, boxes)
+    xy = _DECODER.get()(packed, boxes)
     scores = packed.flatten(2).softmax(-1).amax(-1)
-    landmarks = torch.cat([xy[..., :2], scores[..., None]], dim=-1)
+    landmarks = torch.cat([xy.float(), scores[..., None].float()], dim=-1)
     return unpack_slices(landmarks, categories, layout)
