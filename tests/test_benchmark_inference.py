@@ -33,9 +33,16 @@ def test_the_tiny_benchmark_measures_every_run_and_both_decoders(tmp_path):
         assert row["label"] in printed.getvalue()
     decoding = report["decoding"]
     assert decoding["boxes"] == 10 and decoding["maps"] == [39, 56, 56]
-    assert set(decoding["ms"]) == {"vectorised", "torchvision"}
-    assert all(value > 0 for value in decoding["ms"].values())
+    assert list(decoding["ms"]) == ["detected", "32 px", "128 px", "512 px"]
+    for timings in decoding["ms"].values():
+        assert set(timings) == {"vectorised", "torchvision"}
+        assert all(value > 0 for value in timings.values())
     assert "landmark decoding alone, one image: 10 boxes of 39 56x56 maps" in printed.getvalue()
+
+
+def test_anchors_are_garment_sized():
+    assert inference.garment_anchors(256) == "[[64], [96], [128], [192], [256]]"
+    assert inference.garment_anchors(2) == "[[1], [1], [1], [2], [2]]"
 
 
 def test_amp_on_cpu_is_a_clear_error(capsys):

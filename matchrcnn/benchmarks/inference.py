@@ -5,10 +5,15 @@ The models are the training benchmark's (matchrcnn/benchmarks/train.py): one con
 with the same backbone, RPN, box and mask heads and image size; random weights (speed does not
 depend on them, and nothing is downloaded). Every model sees the same seeded images, portrait 4:3
 at the test size so that nothing is resized, in eval mode, under torch.no_grad (and float16
-autocast with ``--amp``, CUDA only). MODEL.ROI_HEADS.SCORE_THRESH_TEST is 0, so every image gives
-TEST.DETECTIONS_PER_IMAGE detections, as a trained model does on a busy photo: decoding landmarks
-costs in proportion to them. A second table times the two landmark decoders alone on the
-heatmaps and boxes our model decoded for one image.
+autocast with ``--amp``, CUDA only).
+
+Decoding landmarks costs in proportion to the detections, and torchvision's decoder also to their
+area, so the random models are made to detect as a trained one does on a photo of garments:
+MODEL.ROI_HEADS.SCORE_THRESH_TEST is 0 (every image gives TEST.DETECTIONS_PER_IMAGE detections)
+and the anchors are garment-sized, a quarter of the shorter image side to all of it
+(``garment_anchors``; a random RPN otherwise proposes mostly its smallest anchors). A second table
+times the two landmark decoders alone on the heatmaps our model decoded for one image, with its
+boxes and with square boxes of given sides.
 """
 
 from __future__ import annotations
@@ -74,11 +79,22 @@ def parse_args(argv: list[str], prog: str | None = None) -> argparse.Namespace:
     return args
 
 
+BOX_SIDES = (32, 128, 512)
+"""Square box sides (pixels) at which the decoders are timed alone."""
+
+
+def garment_anchors(size: int) -> str:
+    """Anchor sizes per FPN level (P2..P6) from a quarter of ``size`` to all of it."""
+    return str([[max(1, round(size * fraction))] for fraction in (1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)])
+
+
 def benchmark_cfg(args: argparse.Namespace) -> CfgNode:
-    """The training benchmark's config at ``--size``, keeping every detection."""
-    return train.benchmark_cfg(args.config_file,
-                               [*args.opts, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"],
-                               args.size)
+    """The training benchmark's config at ``--size``, keeping every detection, with
+    garment-sized anchors (see the module notes); the overrides may set other anchors."""
+    size = args.size or train.benchmark_cfg(args.config_file, args.opts, None).INPUT.MIN_SIZE_TEST
+    fixed = ["MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",
+             "MODEL.ANCHOR_GENERATOR.SIZES", garment_anchors(size)]
+    return train.benchmark_cfg(args.config_file, [*fixed, *args.opts], size)
 
 
 def images_of(batch: int, size: int, seed: int, device: torch.device) -> list[Tensor]:
@@ -140,12 +156,20 @@ def measure_decoders(args: argparse.Namespace, cfg: CfgNode, device: torch.devic
         inference_call(model, images_of(1, cfg.INPUT.MIN_SIZE_TEST, args.seed, device),
                        args.amp)()
     maps, boxes = seen[0]
+    cases = {"detected": boxes}
+    corners = boxes[:, :2]
+    for side in BOX_SIDES:
+        cases[f"{side} px"] = torch.cat([corners, corners + side], dim=1)
     timings = {}
-    for name, decoder in DECODERS.items():
-        seconds = train.seconds_per_step(lambda decoder=decoder: decoder(maps, boxes),
-                                         args.warmup, args.iterations, device)
-        timings[name] = 1000 * seconds
-    return {"boxes": len(boxes), "maps": list(maps.shape[1:]), "ms": timings}
+    for case, case_boxes in cases.items():
+        timings[case] = {
+            name: 1000 * train.seconds_per_step(
+                lambda decoder=decoder, b=case_boxes: decoder(maps, b), args.warmup,
+                args.iterations, device)
+            for name, decoder in DECODERS.items()}
+    sides = (boxes[:, 2:] - boxes[:, :2]).mean(0).tolist()
+    return {"boxes": len(boxes), "maps": list(maps.shape[1:]),
+            "mean_detected_size": [round(side, 1) for side in sides], "ms": timings}
 
 
 def format_tables(results: list[dict], decoding: dict) -> list[str]:
@@ -161,12 +185,14 @@ def format_tables(results: list[dict], decoding: dict) -> list[str]:
             line += f"  {row['peak_mib']:8.0f}"
         lines.append(line)
     channels, height, width = decoding["maps"]
+    mean_width, mean_height = decoding["mean_detected_size"]
     lines.append(f"landmark decoding alone, one image: {decoding['boxes']} boxes of {channels} "
-                 f"{height}x{width} maps")
-    ms = decoding["ms"]
-    for name, value in ms.items():
-        lines.append(f"  {name:12s} {value:9.2f} ms" + (
-            f"  ({ms['torchvision'] / value:.1f}x faster)" if name == "vectorised" else ""))
+                 f"{height}x{width} maps (detected boxes {mean_width:.0f}x{mean_height:.0f} px "
+                 "on average)")
+    lines.append(f"  {'boxes':10s} {'torchvision ms':>14s} {'vectorised ms':>14s} {'speed-up':>9s}")
+    for case, ms in decoding["ms"].items():
+        lines.append(f"  {case:10s} {ms['torchvision']:14.2f} {ms['vectorised']:14.2f} "
+                     f"{ms['torchvision'] / ms['vectorised']:8.2f}x")
     return lines
 
 
