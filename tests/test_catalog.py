@@ -160,3 +160,12 @@ def test_an_unannotated_copy_keeps_the_images_and_nothing_of_the_ground_truth(tm
             for r in records] == [(r["image_id"], r["source"], r["width"], r["height"],
                                    r["file_name"]) for r in annotated]
     assert all(r["annotations"] == [] and "pair_id" not in r for r in records)
+
+
+def test_evaluating_an_unannotated_split_is_refused_by_name():
+    from matchrcnn.config import ConfigError, get_cfg
+    from matchrcnn.engine.evaluation import build_evaluator
+
+    with pytest.raises(ConfigError, match=r"'deepfashion2_test' has no annotations.*"
+                                          r"write_submission"):
+        build_evaluator(get_cfg(), None, "deepfashion2_test")

@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 from fvcore.common.config import CfgNode
 
+from matchrcnn.config import ConfigError
 from matchrcnn.data.catalog import DatasetCatalog, MetadataCatalog, check_layout
 from matchrcnn.data.layouts import DEEPFASHION2
 from matchrcnn.data.mapper import DatasetMapper
@@ -90,6 +91,9 @@ def build_evaluator(cfg: CfgNode, model: torch.nn.Module, name: str,
                     breakdowns: bool = False) -> DeepFashion2Evaluator:
     """The evaluator of split ``name`` for this model's heads."""
     metadata = MetadataCatalog.get(name)
+    if getattr(metadata, "annotated", True) is False:
+        raise ConfigError(f"split {name!r} has no annotations to evaluate against: write its "
+                          "official result files with tools/write_submission.py")
     files = metadata.files
     tasks = ["bbox"]
     if cfg.MODEL.MASK_ON:
